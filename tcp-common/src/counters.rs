@@ -1,0 +1,118 @@
+//! The per-CPU packet counters of the XDP program.
+//!
+//! The map is a `PerCpuArray<u64>` indexed by [`Counter`]; user space sums the CPUs.
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal ),+ $(,)?) => {
+        /// One slot of the `COUNTERS` per-CPU array.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+        pub enum Counter {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Counter {
+            /// Every counter, in map index order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant),+];
+            /// Number of slots in the map.
+            pub const COUNT: u32 = Counter::ALL.len() as u32;
+
+            /// Stable name used in `tcpfront stats` output and its JSON.
+            pub const fn name(self) -> &'static str {
+                match self { $(Counter::$variant => $name,)+ }
+            }
+
+            pub const fn index(self) -> u32 {
+                self as u32
+            }
+        }
+    };
+}
+
+counters! {
+    // What arrived.
+    /// Frames seen by the program.
+    Frames = "frames",
+    /// Frames that were neither IPv4 nor IPv6 (after up to two VLAN tags).
+    NonIp = "non_ip",
+    /// Frames that carried one or two 802.1Q/802.1ad tags.
+    Vlan = "vlan_tagged",
+    Ipv4 = "ipv4",
+    Ipv6 = "ipv6",
+    /// IP packets whose payload is not TCP.
+    NonTcp = "non_tcp",
+    /// IPv4 fragments: never parsed as TCP, always passed.
+    Ipv4Fragment = "ipv4_fragment",
+    /// IPv6 packets with extension headers before TCP: passed, not parsed.
+    Ipv6ExtHeader = "ipv6_ext_header",
+    /// TCP segments with a well-formed header.
+    Tcp = "tcp",
+
+    // Flag class: exactly one per well-formed TCP segment.
+    ClassSyn = "class_syn",
+    ClassSynAck = "class_syn_ack",
+    /// ACK set, no SYN/FIN/RST (pure ACKs and data segments).
+    ClassAck = "class_ack",
+    /// FIN with ACK.
+    ClassFin = "class_fin",
+    /// RST (with or without ACK), no SYN.
+    ClassRst = "class_rst",
+    /// No ACK and none of SYN/FIN/RST, but some other flag (PSH/URG/ECE/CWR alone).
+    ClassNoAck = "class_no_ack",
+    /// Illegal: SYN and FIN together.
+    ClassSynFin = "class_syn_fin",
+    /// Illegal: SYN and RST together.
+    ClassSynRst = "class_syn_rst",
+    /// Illegal: FIN without ACK.
+    ClassFinNoAck = "class_fin_no_ack",
+    /// Illegal: no flag at all (null scan).
+    ClassNull = "class_null",
+    /// Illegal: FIN, PSH and URG together (Xmas scan).
+    ClassXmas = "class_xmas",
+
+    // Individual flags, counted on every segment that carries them.
+    FlagPsh = "flag_psh",
+    FlagUrg = "flag_urg",
+    FlagEce = "flag_ece",
+    FlagCwr = "flag_cwr",
+
+    // Verdicts: exactly one per frame.
+    VerdictPass = "verdict_pass",
+    VerdictDrop = "verdict_drop",
+    VerdictTx = "verdict_tx",
+    VerdictRedirect = "verdict_redirect",
+    VerdictAborted = "verdict_aborted",
+
+    // Why a frame was dropped (each drop counts one reason).
+    DropTruncated = "drop_truncated",
+    DropBadIhl = "drop_bad_ihl",
+    DropBadDataOffset = "drop_bad_data_offset",
+    DropBadOptions = "drop_bad_options",
+    DropIllegalFlags = "drop_illegal_flags",
+    DropCookieInvalid = "drop_cookie_invalid",
+    DropNoSocket = "drop_no_socket",
+
+    // The SYN-cookie front door.
+    SynAckSent = "syn_ack_sent",
+    CookieValid = "cookie_ack_valid",
+    CookieInvalid = "cookie_ack_invalid",
+    RstSent = "rst_sent",
+    FlowInserted = "flow_inserted",
+    /// Segments of known flows handed to the AF_XDP socket.
+    FlowRedirected = "flow_redirected",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_are_dense_and_names_unique() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(c.index() as usize, i);
+            for other in &Counter::ALL[i + 1..] {
+                assert_ne!(c.name(), other.name());
+            }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Reading the per-CPU `COUNTERS` map.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use aya::maps::{Map, MapData, PerCpuArray};
+use tcp_common::Counter;
+
+/// Counter values summed over all CPUs, indexed like [`Counter::ALL`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot(pub Vec<u64>);
+
+impl CounterSnapshot {
+    pub fn get(&self, c: Counter) -> u64 {
+        self.0.get(c.index() as usize).copied().unwrap_or(0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::ALL.iter().map(|&c| (c, self.get(c)))
+    }
+}
+
+pub fn read<T: std::borrow::Borrow<MapData>>(
+    map: &PerCpuArray<T, u64>,
+) -> anyhow::Result<CounterSnapshot> {
+    let mut out = Vec::with_capacity(Counter::ALL.len());
+    for c in Counter::ALL {
+        let per_cpu = map
+            .get(&c.index(), 0)
+            .with_context(|| format!("reading counter {}", c.name()))?;
+        out.push(per_cpu.iter().sum());
+    }
+    Ok(CounterSnapshot(out))
+}
+
+/// Reads the counters from their pin, which outlives a crashed daemon.
+pub fn read_pinned(pin: &Path) -> anyhow::Result<CounterSnapshot> {
+    let data = MapData::from_pin(pin).with_context(|| format!("opening {}", pin.display()))?;
+    let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::PerCpuArray(data))
+        .with_context(|| format!("{} is not the counters map", pin.display()))?;
+    read(&map)
+}

@@ -1,0 +1,90 @@
+//! Command-line interface.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tcpfront",
+    version,
+    about = "A TCP front-end accelerated by XDP/eBPF"
+)]
+pub struct Cli {
+    /// Run inside this network namespace (a name under /run/netns, as made by `ip netns add`).
+    /// BPF pins stay in the host's /sys/fs/bpf, unlike with `ip netns exec`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load the XDP program on an interface and serve until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Print the packet counters of a running (or crashed) instance.
+    Stats(StatsArgs),
+    /// Attach or detach a pass-through XDP program on the peer of a veth.
+    ///
+    /// veth delivers XDP_TX frames only to a peer that has an XDP program, so the client side
+    /// of a veth pair in front of tcpfront needs one. The attachment is pinned and outlives
+    /// this command.
+    Peer {
+        #[command(subcommand)]
+        action: PeerAction,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Network interface to attach to.
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+    /// XDP attach mode: `drv` (native driver) or `skb` (generic). Default: drv, falling back
+    /// to skb with a warning when the driver has no XDP support.
+    #[arg(long, value_enum)]
+    pub mode: Option<AttachMode>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    Drv,
+    Skb,
+}
+
+impl AttachMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Drv => "drv",
+            AttachMode::Skb => "skb",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    /// Interface tcpfront runs on.
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+    /// Print JSON (counter name → value) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeerAction {
+    /// Attach the pass-through program to IF and pin its link.
+    Attach {
+        #[arg(long, value_name = "IF")]
+        iface: String,
+    },
+    /// Remove the pinned pass-through program from IF.
+    Detach {
+        #[arg(long, value_name = "IF")]
+        iface: String,
+    },
+}

@@ -1,0 +1,10 @@
+//! tcpfront: a TCP front-end accelerated by XDP.
+//!
+//! The binary (`main.rs`) only wires these modules together.
+
+pub mod bpf;
+pub mod cli;
+pub mod cmd;
+pub mod instance;
+pub mod logging;
+pub mod netns;
