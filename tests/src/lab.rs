@@ -1,0 +1,184 @@
+//! A lab: a client namespace and a front-end namespace joined by one veth pair with IPv4 and
+//! IPv6 addresses. Tests make uniquely named labs that are destroyed on drop (also while
+//! unwinding from a failed assertion); `cargo xtask lab` makes the fixed, persistent one.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::Context as _;
+
+use crate::netns::{self, ip};
+
+/// Prefix of every namespace a test creates; `cargo xtask test` removes leftovers by it.
+pub const TEST_PREFIX: &str = "tft-";
+
+pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+pub const FRONT_V4: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x7466, 0, 0, 0, 0, 0, 1);
+pub const FRONT_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x7466, 0, 0, 0, 0, 0, 2);
+
+/// Names of the namespaces and interfaces of one lab.
+#[derive(Clone, Debug)]
+pub struct LabNames {
+    pub client_ns: String,
+    pub front_ns: String,
+    pub client_if: String,
+    pub front_if: String,
+}
+
+impl LabNames {
+    /// The lab of `cargo xtask lab up`.
+    pub fn fixed() -> Self {
+        Self {
+            client_ns: "tf-client".into(),
+            front_ns: "tf-front".into(),
+            client_if: "tf-c0".into(),
+            front_if: "tf-f0".into(),
+        }
+    }
+
+    /// Names no other lab of this or another running test process uses.
+    pub fn unique() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        Self {
+            client_ns: format!("{TEST_PREFIX}{pid}-{n}-client"),
+            front_ns: format!("{TEST_PREFIX}{pid}-{n}-front"),
+            // IFNAMSIZ: at most 15 characters.
+            client_if: format!("tc{pid}x{n}"),
+            front_if: format!("tf{pid}x{n}"),
+        }
+    }
+}
+
+pub struct Lab {
+    pub names: LabNames,
+    /// Keep the namespaces when dropped (the xtask lab).
+    persistent: bool,
+}
+
+impl Lab {
+    /// Creates both namespaces, the veth pair (MTU 1500) and the addresses. With `tcpfront`,
+    /// also attaches the pass-through XDP program to the client side, without which veth
+    /// drops the XDP_TX frames tcpfront sends back.
+    pub fn create(names: LabNames, persistent: bool, tcpfront: Option<&Path>) -> anyhow::Result<Self> {
+        let lab = Lab { names, persistent };
+        // Drop destroys whatever part was made if a later step fails.
+        lab.build(tcpfront)
+            .with_context(|| format!("creating lab {}", lab.names.front_ns))?;
+        Ok(lab)
+    }
+
+    /// A uniquely named lab for one test, destroyed on drop.
+    pub fn unique(tcpfront: Option<&Path>) -> anyhow::Result<Self> {
+        Self::create(LabNames::unique(), false, tcpfront)
+    }
+
+    fn build(&self, tcpfront: Option<&Path>) -> anyhow::Result<()> {
+        let n = &self.names;
+        ip(&["netns", "add", &n.client_ns])?;
+        ip(&["netns", "add", &n.front_ns])?;
+        ip(&[
+            "link", "add", &n.client_if, "netns", &n.client_ns, "mtu", "1500", "type", "veth",
+            "peer", "name", &n.front_if, "netns", &n.front_ns, "mtu", "1500",
+        ])?;
+        for (ns, ifname, v4, v6) in [
+            (&n.client_ns, &n.client_if, CLIENT_V4, CLIENT_V6),
+            (&n.front_ns, &n.front_if, FRONT_V4, FRONT_V6),
+        ] {
+            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname])?;
+            ip(&["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "link", "set", ifname, "up"])?;
+        }
+        if let Some(bin) = tcpfront {
+            netns::run(
+                std::process::Command::new(bin)
+                    .args(["--netns", &n.client_ns, "peer", "attach", "--iface", &n.client_if]),
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn front_addr(&self, v6: bool) -> IpAddr {
+        if v6 { FRONT_V6.into() } else { FRONT_V4.into() }
+    }
+
+    /// Where tcpfront pins the maps of the front-end interface.
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new("/sys/fs/bpf/tcpfront").join(&self.names.front_if)
+    }
+
+    /// Removes everything; safe to call on a half-built or already destroyed lab.
+    pub fn destroy(&self) {
+        destroy(&self.names);
+    }
+
+    /// Whether an XDP program is attached to the front-end interface.
+    pub fn front_has_xdp(&self) -> anyhow::Result<bool> {
+        let out = std::process::Command::new("ip")
+            .args(["-n", &self.names.front_ns, "-j", "link", "show", "dev", &self.names.front_if])
+            .output()
+            .context("ip link show")?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("ip -j output")?;
+        Ok(v.get(0).and_then(|l| l.get("xdp")).is_some())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.persistent {
+            self.destroy();
+        }
+    }
+}
+
+/// Tears down a lab by its names, ignoring parts that do not exist.
+pub fn destroy(n: &LabNames) {
+    let _ = std::fs::remove_file(Path::new("/sys/fs/bpf/tcpfront-peer").join(&n.client_if));
+    let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/tcpfront").join(&n.front_if));
+    for ns in [&n.client_ns, &n.front_ns] {
+        let _ = ip(&["netns", "del", ns]);
+    }
+}
+
+/// Removes test namespaces whose creating process is gone (after a SIGKILLed test run).
+pub fn remove_orphaned_test_namespaces() -> usize {
+    let mut removed = 0;
+    for ns in netns::list() {
+        let Some(rest) = ns.strip_prefix(TEST_PREFIX) else {
+            continue;
+        };
+        let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive && ip(&["netns", "del", &ns]).is_ok() {
+            removed += 1;
+        }
+    }
+    // Pins named after a dead test's interfaces (`tc<pid>x<n>`, `tf<pid>x<n>`).
+    for dir in ["/sys/fs/bpf/tcpfront", "/sys/fs/bpf/tcpfront-peer"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("tc")
+                .or_else(|| name.strip_prefix("tf"))
+                .and_then(|r| r.split('x').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let p = e.path();
+                let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
