@@ -65,7 +65,11 @@ impl Lab {
     /// Creates both namespaces, the veth pair (MTU 1500) and the addresses. With `tcpfront`,
     /// also attaches the pass-through XDP program to the client side, without which veth
     /// drops the XDP_TX frames tcpfront sends back.
-    pub fn create(names: LabNames, persistent: bool, tcpfront: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn create(
+        names: LabNames,
+        persistent: bool,
+        tcpfront: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let lab = Lab { names, persistent };
         // Drop destroys whatever part was made if a later step fails.
         lab.build(tcpfront)
@@ -83,23 +87,50 @@ impl Lab {
         ip(&["netns", "add", &n.client_ns])?;
         ip(&["netns", "add", &n.front_ns])?;
         ip(&[
-            "link", "add", &n.client_if, "netns", &n.client_ns, "mtu", "1500", "type", "veth",
-            "peer", "name", &n.front_if, "netns", &n.front_ns, "mtu", "1500",
+            "link",
+            "add",
+            &n.client_if,
+            "netns",
+            &n.client_ns,
+            "mtu",
+            "1500",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &n.front_if,
+            "netns",
+            &n.front_ns,
+            "mtu",
+            "1500",
         ])?;
         for (ns, ifname, v4, v6) in [
             (&n.client_ns, &n.client_if, CLIENT_V4, CLIENT_V6),
             (&n.front_ns, &n.front_if, FRONT_V4, FRONT_V6),
         ] {
             ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname])?;
-            ip(&["-n", ns, "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                ifname,
+                "nodad",
+            ])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             ip(&["-n", ns, "link", "set", ifname, "up"])?;
         }
         if let Some(bin) = tcpfront {
-            netns::run(
-                std::process::Command::new(bin)
-                    .args(["--netns", &n.client_ns, "peer", "attach", "--iface", &n.client_if]),
-            )?;
+            netns::run(std::process::Command::new(bin).args([
+                "--netns",
+                &n.client_ns,
+                "peer",
+                "attach",
+                "--iface",
+                &n.client_if,
+            ]))?;
         }
         Ok(())
     }
@@ -121,7 +152,15 @@ impl Lab {
     /// Whether an XDP program is attached to the front-end interface.
     pub fn front_has_xdp(&self) -> anyhow::Result<bool> {
         let out = std::process::Command::new("ip")
-            .args(["-n", &self.names.front_ns, "-j", "link", "show", "dev", &self.names.front_if])
+            .args([
+                "-n",
+                &self.names.front_ns,
+                "-j",
+                "link",
+                "show",
+                "dev",
+                &self.names.front_if,
+            ])
             .output()
             .context("ip link show")?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("ip -j output")?;

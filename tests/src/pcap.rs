@@ -16,7 +16,11 @@ pub fn read_frames(bytes: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
     };
     let u32_at = |b: &[u8], at: usize| -> anyhow::Result<u32> {
         let raw: [u8; 4] = b.get(at..at + 4).context("truncated pcap")?.try_into()?;
-        Ok(if le { u32::from_le_bytes(raw) } else { u32::from_be_bytes(raw) })
+        Ok(if le {
+            u32::from_le_bytes(raw)
+        } else {
+            u32::from_be_bytes(raw)
+        })
     };
     let linktype = u32_at(bytes, 20)?;
     if linktype != 1 {
@@ -27,7 +31,9 @@ pub fn read_frames(bytes: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
     while at + 16 <= bytes.len() {
         let caplen = u32_at(bytes, at + 8)? as usize;
         let start = at + 16;
-        let frame = bytes.get(start..start + caplen).context("truncated pcap record")?;
+        let frame = bytes
+            .get(start..start + caplen)
+            .context("truncated pcap record")?;
         frames.push(frame.to_vec());
         at = start + caplen;
     }

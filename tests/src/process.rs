@@ -94,12 +94,18 @@ impl Tcpfront {
         let log = std::env::temp_dir().join(format!("tcpfront-{}-{n}.log", lab.names.front_if));
         let log_file = std::fs::File::create(&log).context("creating the tcpfront log")?;
         let mut cmd = Command::new(tcpfront_bin());
-        cmd.args(["--netns", &lab.names.front_ns, "run", "--iface", &lab.names.front_if])
-            .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
+        cmd.args([
+            "--netns",
+            &lab.names.front_ns,
+            "run",
+            "--iface",
+            &lab.names.front_if,
+        ])
+        .args(extra)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file);
         let proc = ChildGuard::spawn("tcpfront", &mut cmd)?;
         let mut t = Self {
             proc,
@@ -144,14 +150,19 @@ impl Tcpfront {
     pub fn stats(&self) -> anyhow::Result<serde_json::Value> {
         let out = self.cli(&["stats", "--iface", &self.iface, "--json"])?;
         if !out.status.success() {
-            bail!("tcpfront stats failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "tcpfront stats failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         serde_json::from_slice(&out.stdout).context("parsing stats JSON")
     }
 
     /// One XDP counter from `stats --json`.
     pub fn counter(stats: &serde_json::Value, name: &str) -> u64 {
-        stats["xdp"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {stats}"))
+        stats["xdp"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name} in {stats}"))
     }
 
     /// SIGTERM, then wait for a clean exit.

@@ -59,7 +59,9 @@ fn exchange(lab: &Lab, conns: &[SocketAddr]) -> anyhow::Result<()> {
 fn class_counts(frames: &[Vec<u8>]) -> BTreeMap<&'static str, u64> {
     let mut m = BTreeMap::new();
     for f in frames {
-        let Some(flags) = pcap::tcp_flags(f) else { continue };
+        let Some(flags) = pcap::tcp_flags(f) else {
+            continue;
+        };
         *m.entry(Counter::Tcp.name()).or_default() += 1;
         *m.entry(classify::classify(flags).name()).or_default() += 1;
         for (bit, c) in [
@@ -81,14 +83,25 @@ fn xdp_counts_real_kernel_tcp_by_class() -> anyhow::Result<()> {
     let bin = tcpfront_bin();
     let lab = Lab::unique(Some(&bin))?;
     let tf = Tcpfront::start(&lab, &[])?;
-    assert!(lab.front_has_xdp()?, "no XDP program on {}", lab.names.front_if);
+    assert!(
+        lab.front_has_xdp()?,
+        "no XDP program on {}",
+        lab.names.front_if
+    );
 
     // An independent witness of what reached the front-end interface.
     let pcap_path = std::env::temp_dir().join(format!("{}.pcap", lab.names.front_if));
     let mut tcpdump = ChildGuard::spawn(
         "tcpdump",
         command_in(&lab.names.front_ns, "tcpdump")
-            .args(["--immediate-mode", "-i", &lab.names.front_if, "-U", "-n", "-w"])
+            .args([
+                "--immediate-mode",
+                "-i",
+                &lab.names.front_if,
+                "-U",
+                "-n",
+                "-w",
+            ])
             .arg(&pcap_path)
             // Ingress only: what the XDP program sees. (`-Q in` captured nothing on veth.)
             .arg(format!(
@@ -130,7 +143,10 @@ fn xdp_counts_real_kernel_tcp_by_class() -> anyhow::Result<()> {
     for name in names {
         let counted = Tcpfront::counter(&after, name) - Tcpfront::counter(&before, name);
         let captured = seen.get(name).copied().unwrap_or(0);
-        assert_eq!(counted, captured, "counter {name}: XDP {counted}, tcpdump {captured}");
+        assert_eq!(
+            counted, captured,
+            "counter {name}: XDP {counted}, tcpdump {captured}"
+        );
     }
     // Two connections, v4 and v6: the witness must have seen them, or the test proves nothing.
     assert_eq!(seen.get("class_syn"), Some(&2), "{seen:?}");
@@ -146,7 +162,10 @@ fn xdp_counts_real_kernel_tcp_by_class() -> anyhow::Result<()> {
 
     let status = tf.stop()?;
     assert!(status.success(), "tcpfront exited with {status}");
-    assert!(!lab.front_has_xdp()?, "XDP program still attached after SIGTERM");
+    assert!(
+        !lab.front_has_xdp()?,
+        "XDP program still attached after SIGTERM"
+    );
     assert!(!lab.pin_dir().exists(), "pins left after SIGTERM");
     Ok(())
 }
@@ -162,14 +181,20 @@ fn killed_instance_leaves_nothing_attached_and_is_replaced() -> anyhow::Result<(
     assert!(!second.status.success());
     let msg = String::from_utf8_lossy(&second.stderr);
     assert!(msg.contains("already running"), "{msg}");
-    assert!(lab.front_has_xdp()?, "the refused instance disturbed the first");
+    assert!(
+        lab.front_has_xdp()?,
+        "the refused instance disturbed the first"
+    );
 
     // SIGKILL: no clean-up code runs; the kernel must still detach (the attachment is a
     // bpf_link owned by the process), while the pins stay behind.
     first.proc.signal(libc::SIGKILL);
     let mut first = first;
     first.proc.wait_timeout(Duration::from_secs(10))?;
-    assert!(!lab.front_has_xdp()?, "a killed tcpfront left its XDP program attached");
+    assert!(
+        !lab.front_has_xdp()?,
+        "a killed tcpfront left its XDP program attached"
+    );
     assert!(lab.pin_dir().exists(), "expected stale pins after SIGKILL");
     drop(first);
 
@@ -192,11 +217,20 @@ fn cli_rejects_bad_input_plainly() -> anyhow::Result<()> {
     let bin = tcpfront_bin();
     let lab = Lab::unique(None)?;
     let out = std::process::Command::new(&bin)
-        .args(["--netns", &lab.names.front_ns, "run", "--iface", "nosuchif0"])
+        .args([
+            "--netns",
+            &lab.names.front_ns,
+            "run",
+            "--iface",
+            "nosuchif0",
+        ])
         .output()?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--iface nosuchif0") && err.contains("no such interface"), "{err}");
+    assert!(
+        err.contains("--iface nosuchif0") && err.contains("no such interface"),
+        "{err}"
+    );
 
     let out = std::process::Command::new(&bin)
         .args(["stats", "--iface", &lab.names.front_if])

@@ -1,0 +1,135 @@
+//! `cargo xtask demo`: tcpfront on a lab veth in front of a real HTTP server, with real curl
+//! requests from the client namespace, then its counters.
+
+use std::{process::Stdio, time::Duration};
+
+use anyhow::{Context as _, bail};
+use tcpfront_tests::{
+    lab::{self, Lab, LabNames},
+    netns::command_in,
+    process::{ChildGuard, Tcpfront},
+};
+
+use crate::{build, setup, util};
+
+const HTTP_PORT: u16 = 8080;
+
+/// The demo's own lab, apart from `cargo xtask lab up`'s.
+pub fn names() -> LabNames {
+    LabNames {
+        client_ns: "tfd-client".into(),
+        front_ns: "tfd-front".into(),
+        client_if: "tfd-c0".into(),
+        front_if: "tfd-f0".into(),
+    }
+}
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+pub fn demo() -> anyhow::Result<()> {
+    util::require_root()?;
+    step("setup (installs only what is missing)");
+    setup::setup()?;
+    step("build tcpfront");
+    let bin = build::tcpfront()?;
+    // SAFETY: setting an env var before any thread is spawned.
+    unsafe { std::env::set_var("TCPFRONT_BIN", &bin) };
+
+    // An interrupted earlier demo may have left its lab.
+    lab::destroy(&names());
+    step("lab up: client namespace <-veth-> front-end namespace");
+    let lab = Lab::create(names(), false, Some(&bin))?;
+    println!(
+        "    {} {} {} / {}   <->   {} {} {} / {}",
+        lab.names.client_ns,
+        lab.names.client_if,
+        lab::CLIENT_V4,
+        lab::CLIENT_V6,
+        lab.names.front_ns,
+        lab.names.front_if,
+        lab::FRONT_V4,
+        lab::FRONT_V6
+    );
+
+    step(&format!(
+        "upstream: python3 -m http.server on port {HTTP_PORT} in the front-end namespace"
+    ));
+    let webroot = std::env::temp_dir().join("tcpfront-demo-www");
+    std::fs::create_dir_all(&webroot)?;
+    std::fs::write(webroot.join("index.html"), "hello through tcpfront\n")?;
+    let _http = ChildGuard::spawn(
+        "http.server",
+        command_in(&lab.names.front_ns, "python3")
+            .args(["-m", "http.server", "--bind", "::", &HTTP_PORT.to_string()])
+            .current_dir(&webroot)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+
+    step(&format!("tcpfront run --iface {}", lab.names.front_if));
+    let tf = Tcpfront::start(&lab, &[])?;
+    println!("    XDP attached: {}", lab.front_has_xdp()?);
+
+    step("real traffic: curl from the client namespace, IPv4 and IPv6");
+    wait_for_http(&lab)?;
+    for (family, host) in [
+        ("IPv4", lab::FRONT_V4.to_string()),
+        ("IPv6", format!("[{}]", lab::FRONT_V6)),
+    ] {
+        for _ in 0..3 {
+            let url = format!("http://{host}:{HTTP_PORT}/");
+            let body = util::output(command_in(&lab.names.client_ns, "curl").args([
+                "-sS",
+                "--max-time",
+                "5",
+                &url,
+            ]))?;
+            println!("    {family} GET {url} -> {body:?}");
+        }
+    }
+
+    step("tcpfront stats (XDP counters, summed over CPUs; zero rows hidden)");
+    let stats = tf.cli(&["stats", "--iface", &lab.names.front_if])?;
+    if !stats.status.success() {
+        bail!(
+            "tcpfront stats failed: {}",
+            String::from_utf8_lossy(&stats.stderr)
+        );
+    }
+    for line in String::from_utf8_lossy(&stats.stdout).lines() {
+        if !line.trim_end().ends_with(" 0") {
+            println!("    {line}");
+        }
+    }
+
+    step("stop tcpfront (SIGTERM): detach and unpin");
+    let status = tf.stop()?;
+    println!(
+        "    exited: {status}; XDP attached now: {}; pins left: {}",
+        lab.front_has_xdp()?,
+        lab.pin_dir().exists()
+    );
+
+    step("lab down");
+    drop(lab);
+    println!("\ndemo complete");
+    Ok(())
+}
+
+fn wait_for_http(lab: &Lab) -> anyhow::Result<()> {
+    let url = format!("http://{}:{HTTP_PORT}/", lab::FRONT_V4);
+    for _ in 0..50 {
+        let ok = command_in(&lab.names.client_ns, "curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "1", &url])
+            .status()
+            .context("running curl")?
+            .success();
+        if ok {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the demo HTTP server did not come up")
+}

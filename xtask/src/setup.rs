@@ -1,0 +1,162 @@
+//! `cargo xtask setup`: installs what a fresh machine lacks. Each step first checks whether
+//! its result is already there, so a second run is fast and changes nothing.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::util::{find_on_path, on_path, output, run};
+
+/// Debian packages the lab, tests, demo and benchmarks use: (a program it provides, package).
+const DEBIAN_TOOLS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("tcpdump", "tcpdump"),
+    ("curl", "curl"),
+    ("python3", "python3"),
+    ("hping3", "hping3"),
+    ("iperf3", "iperf3"),
+    ("nft", "nftables"),
+    ("ethtool", "ethtool"),
+];
+
+pub fn setup() -> anyhow::Result<()> {
+    debian_tools()?;
+    nightly_rust_src()?;
+    bpf_linker()?;
+    eprintln!("xtask: setup complete");
+    Ok(())
+}
+
+fn debian_tools() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN_TOOLS
+        .iter()
+        .filter(|(program, _)| !on_path(program) && !Path::new("/usr/sbin").join(program).exists())
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        eprintln!("xtask: Debian tools present");
+        return Ok(());
+    }
+    if !on_path("apt-get") {
+        bail!(
+            "missing tools ({}) and no apt-get to install them",
+            missing.join(", ")
+        );
+    }
+    run(Command::new("apt-get")
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup is needed to build the XDP program")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("xtask: nightly rust-src present");
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// The nightly's own LLVM: bpf-linker must link exactly this library.
+struct NightlyLlvm {
+    /// e.g. `libLLVM.so.22.1-rust-1.97.0-nightly`
+    file_name: String,
+    path: PathBuf,
+    major: String,
+}
+
+fn nightly_llvm() -> anyhow::Result<NightlyLlvm> {
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let lib = Path::new(&sysroot).join("lib");
+    let file_name = fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("libLLVM.so."))
+        .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;
+    let version = output(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    let major = version
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("`rustc +nightly -vV` names no LLVM version")?
+        .to_string();
+    Ok(NightlyLlvm {
+        path: lib.join(&file_name),
+        file_name,
+        major,
+    })
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+        .join(".cache/tcpfront")
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let llvm = nightly_llvm()?;
+    let wanted = format!("{} llvm-{}", llvm.file_name, llvm.major);
+    let stamp = cache_dir().join("bpf-linker.stamp");
+    let installed = find_on_path("bpf-linker").is_some();
+    if installed && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == wanted) {
+        eprintln!(
+            "xtask: bpf-linker present (built against {})",
+            llvm.file_name
+        );
+        return Ok(());
+    }
+
+    // A prefix whose lib/ holds the nightly's libLLVM under both names llvm-sys looks for.
+    let prefix = cache_dir().join("llvm-prefix").join(&llvm.file_name);
+    let lib = prefix.join("lib");
+    fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
+    for name in ["libLLVM.so", llvm.file_name.as_str()] {
+        let link = lib.join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&llvm.path, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "--force",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+        ])
+        .arg(format!("llvm-{}", llvm.major))
+        .env("LLVM_PREFIX", &prefix))?;
+    if find_on_path("bpf-linker").is_none() {
+        bail!("bpf-linker was installed but is not on PATH; add ~/.cargo/bin to PATH");
+    }
+    fs::create_dir_all(cache_dir())?;
+    fs::write(&stamp, &wanted).with_context(|| format!("writing {}", stamp.display()))?;
+    Ok(())
+}
