@@ -90,13 +90,22 @@ counters! {
     DropBadOptions = "drop_bad_options",
     DropIllegalFlags = "drop_illegal_flags",
     DropCookieInvalid = "drop_cookie_invalid",
+    /// No AF_XDP socket registered for the RX queue of a flow's segment.
     DropNoSocket = "drop_no_socket",
+    /// A SYN to a protected port carrying IPv4 options (cookie SYN-ACKs are built without).
+    DropIpOptions = "drop_ip_options",
+    /// RST or a segment without ACK to a protected port, matching no flow.
+    DropNoFlow = "drop_no_flow",
+    /// The frame could not be resized for the reply.
+    DropResize = "drop_resize",
 
     // The SYN-cookie front door.
     SynAckSent = "syn_ack_sent",
     CookieValid = "cookie_ack_valid",
     CookieInvalid = "cookie_ack_invalid",
     RstSent = "rst_sent",
+    /// SYNs handed to the engine because cookies are off.
+    SynRedirected = "syn_redirected",
     FlowInserted = "flow_inserted",
     /// Segments of known flows handed to the AF_XDP socket.
     FlowRedirected = "flow_redirected",

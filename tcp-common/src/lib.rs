@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod counters;
+pub mod maps;
 
 pub use counters::Counter;
 
@@ -15,4 +16,17 @@ pub const XDP_PROGRAM: &str = "tcpfront";
 /// `/sys/fs/bpf/tcpfront/<iface>/`.
 pub mod map_names {
     pub const COUNTERS: &str = "COUNTERS";
+    pub const CONFIG: &str = "CONFIG";
+    pub const LISTEN: &str = "LISTEN";
+    pub const FLOWS: &str = "FLOWS";
+    pub const XSKS: &str = "XSKS";
+    /// Every map tcpfront pins.
+    pub const PINNED: &[&str] = &[COUNTERS, CONFIG, LISTEN, FLOWS, XSKS];
 }
+
+/// Entries of the LRU flow map.
+pub const MAX_FLOWS: u32 = 262_144;
+/// Entries of the listen map.
+pub const MAX_LISTEN: u32 = 64;
+/// AF_XDP sockets: one per RX queue.
+pub const MAX_QUEUES: u32 = 64;

@@ -1,7 +1,10 @@
 //! Header parsing: Ethernet (+ up to two VLAN tags), IPv4/IPv6, the fixed TCP header.
 
 use aya_ebpf::programs::XdpContext;
-use tcp_common::Counter;
+use tcp_common::{
+    Counter,
+    maps::{FAMILY_V4, FAMILY_V6},
+};
 
 use crate::packet::{be16_at, ptr_at, u8_at};
 
@@ -12,24 +15,24 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const IPPROTO_TCP: u8 = 6;
-const IPV4_MIN_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-const TCP_MIN_HLEN: usize = 20;
+pub const IPV4_MIN_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
+pub const TCP_MIN_HLEN: usize = 20;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-/// Where the headers of a TCP segment are and what its flags are.
+/// Where the headers of a TCP segment are, and the fields every path needs.
 pub struct Segment {
-    pub family: Family,
+    /// `FAMILY_V4` or `FAMILY_V6`.
+    pub family: u8,
     pub l3_off: usize,
+    /// IPv4 header length (20..=60); 40 for IPv6.
+    pub ip_hlen: usize,
     pub l4_off: usize,
     /// TCP header length from the data offset, in bytes (20..=60).
     pub tcp_hlen: usize,
+    pub src_port: u16,
     pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
     pub flags: u8,
 }
 
@@ -62,7 +65,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Segment, NotTcp> {
     }
 
     let l3_off = off;
-    let (family, l4_off) = match ethertype {
+    let (family, ip_hlen) = match ethertype {
         ETH_P_IPV4 => {
             crate::count(Counter::Ipv4);
             // One bounds check for the whole fixed header keeps every field read below on the
@@ -84,7 +87,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Segment, NotTcp> {
             if frag & 0x3fff != 0 {
                 return Err(NotTcp::Pass(Counter::Ipv4Fragment));
             }
-            (Family::V4, l3_off + ihl)
+            (FAMILY_V4, ihl)
         }
         ETH_P_IPV6 => {
             crate::count(Counter::Ipv6);
@@ -98,22 +101,17 @@ pub fn parse(ctx: &XdpContext) -> Result<Segment, NotTcp> {
                     Counter::NonTcp
                 }));
             }
-            (Family::V6, l3_off + IPV6_HLEN)
+            (FAMILY_V6, IPV6_HLEN)
         }
         _ => return Err(NotTcp::Pass(Counter::NonIp)),
     };
+    let l4_off = l3_off + ip_hlen;
 
     let tcp =
         ptr_at::<[u8; TCP_MIN_HLEN]>(ctx, l4_off).ok_or(NotTcp::Drop(Counter::DropTruncated))?;
     // SAFETY: ptr_at checked the 20 bytes.
-    let (dst_port, doff, flags) = unsafe {
-        (
-            u16::from_be_bytes([(*tcp)[2], (*tcp)[3]]),
-            (*tcp)[12],
-            (*tcp)[13],
-        )
-    };
-    let tcp_hlen = (doff >> 4) as usize * 4;
+    let t = unsafe { *tcp };
+    let tcp_hlen = (t[12] >> 4) as usize * 4;
     if tcp_hlen < TCP_MIN_HLEN {
         return Err(NotTcp::Drop(Counter::DropBadDataOffset));
     }
@@ -123,11 +121,36 @@ pub fn parse(ctx: &XdpContext) -> Result<Segment, NotTcp> {
     Ok(Segment {
         family,
         l3_off,
+        ip_hlen,
         l4_off,
         tcp_hlen,
-        dst_port,
-        flags,
+        src_port: u16::from_be_bytes([t[0], t[1]]),
+        dst_port: u16::from_be_bytes([t[2], t[3]]),
+        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+        ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
+        flags: t[13],
     })
+}
+
+/// Source and destination address of the segment (IPv4 in the first 4 bytes).
+#[inline(always)]
+pub fn addresses(ctx: &XdpContext, seg: &Segment) -> Option<([u8; 16], [u8; 16])> {
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    if seg.family == FAMILY_V4 {
+        let ip = ptr_at::<[u8; IPV4_MIN_HLEN]>(ctx, seg.l3_off)?;
+        // SAFETY: ptr_at checked the 20 bytes.
+        let ip = unsafe { *ip };
+        src[..4].copy_from_slice(&ip[12..16]);
+        dst[..4].copy_from_slice(&ip[16..20]);
+    } else {
+        let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, seg.l3_off)?;
+        // SAFETY: ptr_at checked the 40 bytes.
+        let ip = unsafe { *ip };
+        src.copy_from_slice(&ip[8..24]);
+        dst.copy_from_slice(&ip[24..40]);
+    }
+    Some((src, dst))
 }
 
 /// IPv6 extension headers (RFC 8200 §4 and the IANA list) that may precede TCP.

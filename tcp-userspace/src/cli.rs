@@ -48,6 +48,32 @@ pub struct RunArgs {
     /// to skb with a warning when the driver has no XDP support.
     #[arg(long, value_enum)]
     pub mode: Option<AttachMode>,
+    /// A protected address (repeatable): SYNs to it are answered at the NIC, its flows go to
+    /// tcpfront. `0.0.0.0:PORT` / `[::]:PORT` protect PORT on every address. Without any,
+    /// tcpfront only counts and scrubs.
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Answer SYNs with SYN cookies in XDP (`on`), or hand them to the engine (`off`).
+    #[arg(long, value_enum, default_value_t = OnOff::On)]
+    pub syn_cookies: OnOff,
+    /// What to do with an ACK to a protected port whose cookie is invalid.
+    #[arg(long, value_enum, default_value_t = InvalidCookie::Drop)]
+    pub invalid_cookie: InvalidCookie,
+    /// Drop illegal flag combinations for every destination, not only protected ports.
+    #[arg(long)]
+    pub scrub_all: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidCookie {
+    Drop,
+    Rst,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,8 +11,9 @@ use tcp_common::{XDP_PROGRAM, map_names};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    bpf::config::FastPathSettings,
     bpf::{self, attach, bpffs},
-    cli::RunArgs,
+    cli::{InvalidCookie, OnOff, RunArgs},
     instance::{self, InstanceLock, Paths},
     logging,
 };
@@ -40,23 +41,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Keep the logger alive as long as the program: it owns the log ring buffer.
     let log_task = logging::spawn_ebpf_logger(&mut ebpf);
 
+    let settings = FastPathSettings {
+        listen: args.listen.clone(),
+        syn_cookies: args.syn_cookies == OnOff::On,
+        rst_invalid_cookie: args.invalid_cookie == InvalidCookie::Rst,
+        scrub_all: args.scrub_all,
+        ..FastPathSettings::default()
+    };
+    bpf::load_xdp(&mut ebpf)?;
+    // Configure before attaching: the program never sees a half-written configuration.
+    bpf::config::apply(&mut ebpf, &settings)?;
     let prog: &mut Xdp = ebpf
         .program_mut(XDP_PROGRAM)
-        .context("the XDP object has no `tcpfront` program")?
-        .try_into()
-        .context("`tcpfront` is not an XDP program")?;
-    prog.load().context("the kernel rejected the XDP program")?;
+        .context("program vanished")?
+        .try_into()?;
     let (link, mode) = attach::attach(prog, &args.iface, args.mode)?;
 
     fs::create_dir_all(&paths.pin_dir)
         .with_context(|| format!("creating {}", paths.pin_dir.display()))?;
     let pins = Pins(&paths);
+    for name in map_names::PINNED {
+        ebpf.map(name)
+            .with_context(|| format!("the XDP object has no {name} map"))?
+            .pin(paths.pin(name))
+            .with_context(|| format!("pinning {name}"))?;
+    }
     let counters = ebpf
         .map(map_names::COUNTERS)
         .context("the XDP object has no COUNTERS map")?;
-    counters
-        .pin(paths.pin(map_names::COUNTERS))
-        .context("pinning COUNTERS")?;
     // Typed handle for the shutdown summary.
     let counters: PerCpuArray<&MapData, u64> =
         PerCpuArray::try_from(counters).context("COUNTERS has an unexpected type")?;
@@ -67,6 +79,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         mode.name(),
         paths.pin_dir.display()
     );
+    if settings.listen.is_empty() {
+        tracing::info!("no --listen address: counting and scrubbing only");
+    }
+    for addr in &settings.listen {
+        tracing::info!(
+            "protecting {addr} (SYN cookies {})",
+            if settings.syn_cookies {
+                "in XDP"
+            } else {
+                "off: engine handshake"
+            }
+        );
+    }
 
     wait_for_shutdown_signal().await?;
     tracing::info!("shutting down");
