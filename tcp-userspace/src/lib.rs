@@ -8,3 +8,4 @@ pub mod cmd;
 pub mod instance;
 pub mod logging;
 pub mod netns;
+pub mod wire;

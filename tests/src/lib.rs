@@ -5,3 +5,4 @@ pub mod lab;
 pub mod netns;
 pub mod pcap;
 pub mod process;
+pub mod xdp;

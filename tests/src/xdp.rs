@@ -1,0 +1,135 @@
+//! Running tcpfront's XDP program on crafted frames with BPF_PROG_TEST_RUN: each harness loads
+//! its own copy of the program, so its maps and counters belong to one test.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    os::fd::AsFd as _,
+};
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::Xdp,
+};
+use tcp_common::{
+    Counter, XDP_PROGRAM, map_names,
+    maps::{FlowKey, FlowValue},
+};
+use tcpfront::{
+    bpf::{self, config::FastPathSettings, counters::CounterSnapshot, test_run},
+    wire::{
+        ethernet::EthernetRepr,
+        frame::TcpFrame,
+        ip::IpRepr,
+        tcp::{TcpOptions, TcpRepr},
+    },
+};
+
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+pub struct Harness {
+    ebpf: Ebpf,
+}
+
+impl Harness {
+    pub fn new(settings: &FastPathSettings) -> anyhow::Result<Self> {
+        let mut ebpf = bpf::open_object()?;
+        bpf::load_xdp(&mut ebpf)?;
+        bpf::config::apply(&mut ebpf, settings)?;
+        Ok(Self { ebpf })
+    }
+
+    /// A harness protecting `listen`, cookies on.
+    pub fn protecting(listen: &[&str]) -> anyhow::Result<Self> {
+        let listen = listen
+            .iter()
+            .map(|a| a.parse::<SocketAddr>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(&FastPathSettings {
+            listen,
+            ..FastPathSettings::default()
+        })
+    }
+
+    /// Runs the program once; returns the verdict and the frame as it left.
+    pub fn run(&self, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(XDP_PROGRAM)
+            .context("no program")?
+            .try_into()?;
+        test_run::run(prog.fd()?.as_fd(), frame)
+    }
+
+    pub fn counters(&self) -> anyhow::Result<CounterSnapshot> {
+        let map: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map(map_names::COUNTERS).context("no COUNTERS")?)?;
+        bpf::counters::read(&map)
+    }
+
+    pub fn flows(&self) -> anyhow::Result<Vec<(FlowKey, FlowValue)>> {
+        let map: HashMap<&MapData, FlowKey, FlowValue> =
+            HashMap::try_from(self.ebpf.map(map_names::FLOWS).context("no FLOWS")?)?;
+        Ok(map.iter().filter_map(Result::ok).collect())
+    }
+
+    /// Runs `frame` and returns the verdict plus the counters that changed, by name.
+    pub fn run_counted(
+        &self,
+        frame: &[u8],
+    ) -> anyhow::Result<(u32, Vec<u8>, std::collections::BTreeMap<&'static str, u64>)> {
+        let before = self.counters()?;
+        let (verdict, out) = self.run(frame)?;
+        let after = self.counters()?;
+        let delta = Counter::ALL
+            .iter()
+            .filter_map(|&c| {
+                let d = after.get(c) - before.get(c);
+                (d != 0).then_some((c.name(), d))
+            })
+            .collect();
+        Ok((verdict, out, delta))
+    }
+}
+
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// A client → server TCP frame.
+pub fn frame(src: &str, dst: &str, tcp: TcpRepr) -> TcpFrame {
+    let src: IpAddr = src.parse().expect("src address");
+    let dst: IpAddr = dst.parse().expect("dst address");
+    TcpFrame {
+        eth: EthernetRepr {
+            dst: SERVER_MAC,
+            src: CLIENT_MAC,
+            ..EthernetRepr::default()
+        },
+        ip: IpRepr::new(src, dst),
+        tcp,
+    }
+}
+
+/// A SYN as Linux sends it: MSS, SACK permitted, timestamps, window scale.
+pub fn linux_syn(sport: u16, dport: u16, isn: u32, tsval: u32) -> TcpRepr {
+    TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq: isn,
+        flags: tcp_common::classify::SYN,
+        window: 64240,
+        options: TcpOptions {
+            mss: Some(1460),
+            wscale: Some(7),
+            sack_permitted: true,
+            timestamps: Some((tsval, 0)),
+            ..TcpOptions::default()
+        },
+        ..TcpRepr::default()
+    }
+}
