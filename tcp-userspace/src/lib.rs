@@ -9,3 +9,4 @@ pub mod instance;
 pub mod logging;
 pub mod netns;
 pub mod wire;
+pub mod xsk;

@@ -122,6 +122,15 @@ impl Lab {
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
             ip(&["-n", ns, "link", "set", ifname, "up"])?;
         }
+        // veth passes the sender's TX checksum offload along (CHECKSUM_PARTIAL): frames reach
+        // the peer's XDP program and AF_XDP with only the pseudo-header summed. A real wire
+        // carries full checksums, so the lab's client computes them itself.
+        netns::run(netns::command_in(&n.client_ns, "ethtool").args([
+            "-K",
+            &n.client_if,
+            "tx",
+            "off",
+        ]))?;
         if let Some(bin) = tcpfront {
             netns::run(std::process::Command::new(bin).args([
                 "--netns",

@@ -5,4 +5,5 @@ pub mod lab;
 pub mod netns;
 pub mod pcap;
 pub mod process;
+pub mod rawsock;
 pub mod xdp;

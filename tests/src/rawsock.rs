@@ -1,0 +1,79 @@
+//! Sending hand-made Ethernet frames from inside a namespace (AF_PACKET), for segments no
+//! kernel TCP would send: forged ACKs, floods.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+/// The MAC address of `ifname` in namespace `ns`.
+pub fn mac_of(ns: &str, ifname: &str) -> anyhow::Result<[u8; 6]> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "link", "show", "dev", ifname])
+        .output()
+        .context("ip link show")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("ip -j output")?;
+    let s = v[0]["address"].as_str().context("no MAC address")?;
+    let mut mac = [0u8; 6];
+    for (i, part) in s.split(':').enumerate().take(6) {
+        mac[i] = u8::from_str_radix(part, 16).context("MAC address")?;
+    }
+    Ok(mac)
+}
+
+/// An AF_PACKET socket bound to one interface of the calling thread's namespace.
+pub struct PacketSocket {
+    fd: i32,
+    ifindex: i32,
+}
+
+impl PacketSocket {
+    pub fn open(ifname: &str) -> anyhow::Result<Self> {
+        let name = std::ffi::CString::new(ifname)?;
+        // SAFETY: plain syscalls; the fd is owned by the returned value.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+        if ifindex == 0 {
+            bail!("no interface {ifname}");
+        }
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW,
+                (libc::ETH_P_ALL as u16).to_be() as i32,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
+        }
+        Ok(Self { fd, ifindex })
+    }
+
+    pub fn send(&self, frame: &[u8]) -> anyhow::Result<()> {
+        // SAFETY: sockaddr_ll is plain data; the frame outlives the call.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = self.ifindex;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let n = unsafe {
+            libc::sendto(
+                self.fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error()).context("sendto");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PacketSocket {
+    fn drop(&mut self) {
+        // SAFETY: closing our own fd.
+        unsafe { libc::close(self.fd) };
+    }
+}
