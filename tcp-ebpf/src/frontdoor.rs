@@ -211,7 +211,7 @@ fn cookie_ack(ctx: &XdpContext, seg: &Segment, config: &Config, key: &FlowKey) -
             };
         }
     }
-    if FLOWS.insert(key, &value, 0).is_ok() {
+    if FLOWS.insert(key, value, 0).is_ok() {
         count(Counter::FlowInserted);
     }
     to_user_space(ctx)

@@ -119,11 +119,11 @@ fn is_protected(family: u8, dst: &[u8; 16], port: u16) -> bool {
         _pad: 0,
     };
     // SAFETY: read-only lookups of plain data.
-    if unsafe { LISTEN.get(&key) }.is_some() {
+    if unsafe { LISTEN.get(key) }.is_some() {
         return true;
     }
     key.addr = [0; 16];
-    unsafe { LISTEN.get(&key) }.is_some()
+    unsafe { LISTEN.get(key) }.is_some()
 }
 
 #[inline(always)]
