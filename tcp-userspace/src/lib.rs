@@ -5,6 +5,7 @@
 pub mod bpf;
 pub mod cli;
 pub mod cmd;
+pub mod engine;
 pub mod instance;
 pub mod logging;
 pub mod netns;

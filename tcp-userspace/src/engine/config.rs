@@ -1,0 +1,68 @@
+//! Engine settings. Every knob a deployment may want, with the defaults a proxy wants.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe (RFC 1122 §4.2.3.6: default no less than two hours;
+    /// tcpfront's default is shorter, a front-end wants dead peers gone sooner).
+    pub idle: Duration,
+    pub interval: Duration,
+    /// Unanswered probes after which the peer is declared dead.
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// MSS we announce (our receive side).
+    pub mss: u16,
+    pub send_buffer: usize,
+    pub recv_buffer: usize,
+    /// Our window scale shift (RFC 7323 §2), offered when the peer offers one.
+    pub wscale: u8,
+    pub timestamps: bool,
+    pub sack: bool,
+    /// Maximum segment lifetime; TIME-WAIT lasts 2·MSL (RFC 9293 §3.4.2).
+    pub msl: Duration,
+    pub initial_rto: Duration,
+    pub min_rto: Duration,
+    pub max_rto: Duration,
+    /// Retransmissions of one segment before the connection is reset.
+    pub max_retransmits: u32,
+    /// ACK delay (RFC 9293 §3.8.6.3: under 0.5 s); `None` acknowledges every segment at once.
+    pub delayed_ack: Option<Duration>,
+    /// Nagle's algorithm (RFC 9293 §3.7.4); off for a proxy, which forwards what it gets.
+    pub nagle: bool,
+    pub keepalive: Option<Keepalive>,
+    /// How long FIN-WAIT-2 may last once we have closed.
+    pub fin_wait2_timeout: Duration,
+    /// Hard maximum of connections in the table.
+    pub max_connections: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            mss: 1460,
+            send_buffer: 256 * 1024,
+            recv_buffer: 256 * 1024,
+            wscale: 7,
+            timestamps: true,
+            sack: true,
+            msl: Duration::from_secs(30),
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            max_retransmits: 8,
+            delayed_ack: Some(Duration::from_millis(40)),
+            nagle: false,
+            keepalive: Some(Keepalive {
+                idle: Duration::from_secs(600),
+                interval: Duration::from_secs(10),
+                count: 6,
+            }),
+            fin_wait2_timeout: Duration::from_secs(60),
+            max_connections: 100_000,
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Segment arrival (RFC 9293 §3.10.7), with RFC 5961's defences and RFC 7323's PAWS.
+
+use super::{Event, ResetReason, State, Tcb};
+use crate::{
+    engine::{seq::SeqNum, time::Instant},
+    wire::tcp::{ACK, FIN, RST, SYN, TcpRepr},
+};
+
+impl Tcb {
+    /// Processes one segment of this connection.
+    pub fn on_segment(&mut self, seg: &TcpRepr, now: Instant) {
+        self.stats.segments_in += 1;
+        match self.state {
+            State::Closed | State::Listen => return,
+            State::SynSent => {
+                self.on_segment_syn_sent(seg, now);
+                self.output(now);
+                return;
+            }
+            _ => {}
+        }
+        // Simultaneous open (RFC 9293 §3.5, figure 7): the peer's SYN-ACK repeats the SYN we
+        // already took; what is new in it is the ACK of ours.
+        let stripped;
+        let seg = if self.state == State::SynReceived
+            && seg.flags & (SYN | ACK) == (SYN | ACK)
+            && SeqNum(seg.seq) == self.irs
+            && SeqNum(seg.ack) == self.iss + 1u32
+        {
+            stripped = TcpRepr {
+                seq: seg.seq.wrapping_add(1),
+                flags: seg.flags & !SYN,
+                ..seg.clone()
+            };
+            &stripped
+        } else {
+            seg
+        };
+        let has = |f: u8| seg.flags & f != 0;
+        let seq = SeqNum(seg.seq);
+        if self.state == State::SynReceived && has(SYN) && !has(ACK) && seq == self.irs {
+            // A retransmitted SYN: our SYN-ACK was lost.
+            self.send_syn(now);
+            return;
+        }
+        let seg_len = seg.payload.len() + usize::from(has(SYN)) + usize::from(has(FIN));
+
+        // First: sequence number, with PAWS before it (RFC 7323 §5.3).
+        if self.ts_ok
+            && !has(RST)
+            && let Some((tsval, _)) = seg.options.timestamps
+            && (tsval.wrapping_sub(self.ts_recent) as i32) < 0
+        {
+            self.send_ack(now);
+            return;
+        }
+        if !self.acceptable(seq, seg_len) {
+            if !has(RST) {
+                if self.state == State::TimeWait && has(FIN) {
+                    // A retransmitted FIN: our ACK was lost. Acknowledge, restart 2·MSL.
+                    self.time_wait_at = Some(now + self.cfg.msl * 2);
+                }
+                self.send_ack(now);
+            }
+            return;
+        }
+        self.last_recv = now;
+        self.keepalive_probes = 0;
+
+        // Second: RST (RFC 5961 §3.2: only an exact match resets; in-window → challenge).
+        if has(RST) {
+            if seq != self.rcv_nxt {
+                self.send_ack(now);
+                return;
+            }
+            match self.state {
+                // RFC 1337: TIME-WAIT ignores RSTs (no assassination).
+                State::TimeWait => {}
+                State::SynReceived => self.reset(ResetReason::Refused, now),
+                _ => self.reset(ResetReason::PeerReset, now),
+            }
+            return;
+        }
+
+        // Fourth: SYN in a synchronized state → challenge ACK (RFC 5961 §4.2).
+        if has(SYN) {
+            self.send_ack(now);
+            return;
+        }
+
+        // Fifth: ACK.
+        if !has(ACK) {
+            return;
+        }
+        let ack = SeqNum(seg.ack);
+        if self.state == State::SynReceived {
+            if !(self.snd_una < ack && ack <= self.snd_max) {
+                // RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><CTL=RST>.
+                let rst = TcpRepr {
+                    src_port: self.local.port(),
+                    dst_port: self.remote.port(),
+                    seq: seg.ack,
+                    flags: RST,
+                    ..TcpRepr::default()
+                };
+                self.push_segment(rst);
+                return;
+            }
+            self.snd_wnd = usize::from(seg.window) << self.snd_wscale;
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            self.set_state(State::Established, now);
+            self.events.push(Event::Connected);
+            self.arm_keepalive(now);
+        }
+        // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
+        if ack > self.snd_max {
+            self.send_ack(now);
+            return;
+        }
+        if ack < self.snd_una - (self.max_snd_wnd as u32) {
+            self.send_ack(now);
+            return;
+        }
+        self.process_ack(seg, ack, now);
+        if self.state == State::Closed {
+            return;
+        }
+
+        // Seventh: segment text.
+        if !seg.payload.is_empty()
+            && matches!(self.state, State::Established | State::FinWait1 | State::FinWait2)
+        {
+            self.receive_data(seq, &seg.payload, now);
+        }
+
+        // Eighth: FIN.
+        if has(FIN) {
+            let fin = seq + seg.payload.len();
+            if fin == self.rcv_nxt {
+                self.process_fin(now);
+            } else if fin > self.rcv_nxt {
+                self.peer_fin = Some(fin);
+            }
+        }
+
+        // RFC 7323 §4.3: remember the newest TSval of an in-order segment.
+        if let Some((tsval, _)) = seg.options.timestamps
+            && self.ts_ok
+            && seq <= self.rcv_nxt
+            && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+        {
+            self.ts_recent = tsval;
+        }
+        if matches!(self.state, State::Established | State::CloseWait) {
+            self.arm_keepalive(now);
+        }
+        self.output(now);
+    }
+
+    /// RFC 9293 §3.10.7.4, the four cases of the acceptability test. With a zero window an
+    /// in-sequence segment is still taken for its ACK (its text is then trimmed away).
+    fn acceptable(&self, seq: SeqNum, seg_len: usize) -> bool {
+        let wnd = if self.rcv_adv > self.rcv_nxt { self.rcv_adv - self.rcv_nxt } else { 0 };
+        let end = self.rcv_nxt + wnd;
+        match (seg_len, wnd) {
+            (0, 0) => seq == self.rcv_nxt,
+            (0, _) => seq.in_range(self.rcv_nxt, end),
+            (_, 0) => seq == self.rcv_nxt,
+            _ => seq.in_range(self.rcv_nxt, end) || (seq + (seg_len as u32 - 1)).in_range(self.rcv_nxt, end),
+        }
+    }
+
+    fn process_ack(&mut self, seg: &TcpRepr, ack: SeqNum, now: Instant) {
+        let seq = SeqNum(seg.seq);
+        let mss = self.snd_mss;
+        let in_flight = self.snd_max - self.snd_una;
+        if ack > self.snd_una {
+            let acked = ack - self.snd_una;
+            self.rtt_sample(seg, ack, now);
+            let data = (ack - self.snd_buf_seq).min(self.snd_buf.len());
+            self.snd_buf.drain(..data);
+            self.snd_buf_seq = self.snd_buf_seq + data;
+            self.snd_una = ack;
+            if self.snd_nxt < self.snd_una {
+                self.snd_nxt = self.snd_una;
+            }
+            match self.recover {
+                Some(recover) if ack < recover => {
+                    // RFC 6582 §3.2 (5): partial ACK, retransmit the next hole at once.
+                    self.cc.on_partial_ack(acked, mss);
+                    self.fast_retransmit(now);
+                }
+                Some(_) => {
+                    self.recover = None;
+                    self.cc.on_recovery_exit();
+                }
+                None => self.cc.on_ack(acked, mss),
+            }
+            self.dup_acks = 0;
+            self.retransmit_count = 0;
+            self.rtx_at = if self.snd_una == self.snd_max { None } else { Some(now + self.rtt.rto()) };
+            if data > 0 {
+                self.events.push(Event::Writable);
+            }
+        } else if ack == self.snd_una
+            && seg.payload.is_empty()
+            && seg.flags & (SYN | FIN) == 0
+            && in_flight > 0
+            && (usize::from(seg.window) << self.snd_wscale) == self.snd_wnd
+        {
+            // RFC 5681 §2 duplicate ACK.
+            self.dup_acks += 1;
+            if self.dup_acks == 3 && self.recover.is_none() {
+                self.recover = Some(self.snd_max);
+                self.cc.on_fast_retransmit(in_flight, mss);
+                self.fast_retransmit(now);
+            } else if self.dup_acks > 3 && self.recover.is_some() {
+                self.cc.on_dup_ack_in_recovery(mss);
+            }
+        }
+
+        // Window update (RFC 9293 §3.10.7.4, fifth, ESTABLISHED).
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            self.snd_wnd = usize::from(seg.window) << self.snd_wscale;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            if self.snd_wnd > 0 {
+                self.persist_at = None;
+                self.persist_backoff = 0;
+            }
+        }
+
+        let fin_acked = self.fin_seq.is_some_and(|f| ack > f);
+        match self.state {
+            State::FinWait1 if fin_acked => self.set_state(State::FinWait2, now),
+            State::Closing if fin_acked => self.set_state(State::TimeWait, now),
+            State::LastAck if fin_acked => self.set_state(State::Closed, now),
+            _ => {}
+        }
+    }
+
+    /// RTT measurement: from the echoed timestamp (RFC 7323 §4), else from one timed segment,
+    /// never from a retransmitted one (Karn's rule).
+    fn rtt_sample(&mut self, seg: &TcpRepr, ack: SeqNum, now: Instant) {
+        if self.ts_ok {
+            if let Some((_, tsecr)) = seg.options.timestamps
+                && tsecr != 0
+            {
+                let ms = self.ts_now(now).wrapping_sub(tsecr);
+                if ms < 60_000 {
+                    self.rtt.sample(std::time::Duration::from_millis(u64::from(ms.max(1))));
+                }
+            }
+        } else if let Some((probe, sent)) = self.rtt_probe
+            && ack > probe
+        {
+            self.rtt.sample(now - sent);
+            self.rtt_probe = None;
+        }
+    }
+
+    fn receive_data(&mut self, seq: SeqNum, payload: &[u8], now: Instant) {
+        // Trim what we already have and what lies beyond the window.
+        let mut start = seq;
+        let mut data = payload;
+        if start < self.rcv_nxt {
+            let skip = (self.rcv_nxt - start).min(data.len());
+            data = &data[skip..];
+            start = self.rcv_nxt;
+        }
+        let room = self.rcv_window().saturating_sub(start - self.rcv_nxt);
+        data = &data[..data.len().min(room)];
+        if data.is_empty() {
+            self.ack_now = true;
+            return;
+        }
+        let offset = start - self.rcv_nxt;
+        let had_holes = !self.assembler.is_empty();
+        if offset > 0 {
+            // Out of order: keep it and send a duplicate ACK at once (RFC 5681 §4.2).
+            self.assembler.insert(offset, data);
+            self.ack_now = true;
+            return;
+        }
+        self.deliver(data);
+        while let Some(block) = self.assembler.take_front() {
+            self.deliver(&block);
+        }
+        self.events.push(Event::Readable);
+        if let Some(fin) = self.peer_fin
+            && fin == self.rcv_nxt
+        {
+            self.peer_fin = None;
+            self.process_fin(now);
+        }
+        // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at least every second full segment, at once
+        // when a gap was filled, otherwise within the delayed-ACK time.
+        self.unacked_segments += 1;
+        match self.cfg.delayed_ack {
+            Some(delay) if !had_holes && self.unacked_segments < 2 => {
+                if self.delack_at.is_none() {
+                    self.delack_at = Some(now + delay);
+                }
+            }
+            _ => self.ack_now = true,
+        }
+    }
+
+    fn deliver(&mut self, data: &[u8]) {
+        self.rcv_buf.extend(data);
+        self.rcv_nxt = self.rcv_nxt + data.len();
+        self.assembler.advance(data.len());
+        self.stats.bytes_in += data.len() as u64;
+    }
+
+    fn process_fin(&mut self, now: Instant) {
+        self.rcv_nxt = self.rcv_nxt + 1u32;
+        self.ack_now = true;
+        if !self.peer_closed {
+            self.peer_closed = true;
+            self.events.push(Event::PeerClosed);
+        }
+        match self.state {
+            State::SynReceived | State::Established => self.set_state(State::CloseWait, now),
+            State::FinWait1 => self.set_state(State::Closing, now),
+            State::FinWait2 => self.set_state(State::TimeWait, now),
+            State::TimeWait => self.time_wait_at = Some(now + self.cfg.msl * 2),
+            _ => {}
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3.
+    fn on_segment_syn_sent(&mut self, seg: &TcpRepr, now: Instant) {
+        let has = |f: u8| seg.flags & f != 0;
+        let ack = SeqNum(seg.ack);
+        if has(ACK) && (ack <= self.iss || ack > self.snd_max) {
+            if !has(RST) {
+                let rst = TcpRepr {
+                    src_port: self.local.port(),
+                    dst_port: self.remote.port(),
+                    seq: seg.ack,
+                    flags: RST,
+                    ..TcpRepr::default()
+                };
+                self.push_segment(rst);
+            }
+            return;
+        }
+        if has(RST) {
+            if has(ACK) {
+                self.reset(ResetReason::Refused, now);
+            }
+            return;
+        }
+        if !has(SYN) {
+            return;
+        }
+        self.irs = SeqNum(seg.seq);
+        self.rcv_nxt = self.irs + 1u32;
+        self.negotiate(seg);
+        self.snd_wnd = usize::from(seg.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = SeqNum(seg.seq);
+        self.rcv_adv = self.rcv_nxt + self.rcv_window();
+        if has(ACK) {
+            self.rtt_sample(seg, ack, now);
+            self.snd_una = ack;
+            self.snd_wl2 = ack;
+            self.rtx_at = None;
+            self.retransmit_count = 0;
+            self.set_state(State::Established, now);
+            self.events.push(Event::Connected);
+            self.arm_keepalive(now);
+            self.ack_now = true;
+        } else {
+            // Simultaneous open (RFC 9293 §3.5, figure 7): SYN-ACK with our original ISS.
+            self.set_state(State::SynReceived, now);
+            self.send_syn(now);
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! One connection's transmission control block (RFC 9293 §3.3.1) and its state machine:
+//! segments and a clock in, segments and events out. No sockets, no threads, no wall clock.
+
+mod input;
+mod output;
+mod timers;
+
+use std::{collections::VecDeque, net::SocketAddr, time::Duration};
+
+use super::{
+    assembler::Assembler,
+    cc::{CongestionControl, NewReno},
+    config::EngineConfig,
+    rtt::RttEstimator,
+    seq::SeqNum,
+    time::Instant,
+};
+use crate::wire::tcp::TcpRepr;
+
+/// RFC 9293 §3.3.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+    Closed,
+}
+
+impl State {
+    /// The name `ss` and RFC 9293 use.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+            State::Closed => "CLOSED",
+        }
+    }
+
+    /// Both SYNs seen (RFC 9293 "synchronized states").
+    pub fn synchronized(self) -> bool {
+        !matches!(self, State::Listen | State::SynSent | State::SynReceived | State::Closed)
+    }
+}
+
+/// Why a connection ended without a graceful close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    /// The peer sent an acceptable RST.
+    PeerReset,
+    /// The retransmission limit was reached.
+    RetransmitLimit,
+    /// Keep-alive probes went unanswered.
+    KeepaliveTimeout,
+    /// The application aborted.
+    Aborted,
+    /// The peer refused (RST to our SYN).
+    Refused,
+    /// FIN-WAIT-2 lasted too long.
+    FinWait2Timeout,
+}
+
+/// What the application learns from the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed.
+    Connected,
+    /// New in-order data can be read.
+    Readable,
+    /// The peer sent FIN: no more data will arrive (after what is buffered).
+    PeerClosed,
+    /// Send-buffer space was freed.
+    Writable,
+    /// The connection is gone (after a graceful close, or entering TIME-WAIT for the
+    /// application's purposes is not "gone": this fires on CLOSED).
+    Closed,
+    Reset(ResetReason),
+}
+
+/// What the SYN-cookie handshake in XDP negotiated, to build an ESTABLISHED TCB from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieHandshake {
+    pub client_isn: u32,
+    pub server_isn: u32,
+    pub mss: u16,
+    /// (client's shift, our shift) when both sides agreed on window scaling.
+    pub wscale: Option<(u8, u8)>,
+    pub sack: bool,
+    /// (the client's latest TSval, the TSval we sent in the SYN-ACK).
+    pub timestamps: Option<(u32, u32)>,
+}
+
+/// Per-connection statistics for `tcpfront conns`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcbStats {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub retransmits: u64,
+    pub segments_in: u64,
+    pub segments_out: u64,
+}
+
+pub struct Tcb {
+    pub(crate) cfg: EngineConfig,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub(crate) state: State,
+    pub(crate) created: Instant,
+    pub(crate) last_recv: Instant,
+
+    // Send sequence space (RFC 9293 §3.3.1).
+    pub(crate) iss: SeqNum,
+    pub(crate) snd_una: SeqNum,
+    pub(crate) snd_nxt: SeqNum,
+    /// Highest sequence number sent (snd_nxt goes back on a retransmission timeout).
+    pub(crate) snd_max: SeqNum,
+    pub(crate) snd_wnd: usize,
+    pub(crate) snd_wl1: SeqNum,
+    pub(crate) snd_wl2: SeqNum,
+    pub(crate) max_snd_wnd: usize,
+    /// The peer's window shift (applied to the windows it sends us).
+    pub(crate) snd_wscale: u8,
+    /// The MSS we may send.
+    pub(crate) snd_mss: usize,
+    /// Bytes from `snd_buf_seq` on: unacknowledged, then unsent.
+    pub(crate) snd_buf: VecDeque<u8>,
+    pub(crate) snd_buf_seq: SeqNum,
+    /// The application closed its sending side.
+    pub(crate) close_requested: bool,
+    /// Our FIN's sequence number, once sent.
+    pub(crate) fin_seq: Option<SeqNum>,
+
+    // Receive sequence space.
+    pub(crate) irs: SeqNum,
+    pub(crate) rcv_nxt: SeqNum,
+    /// Right edge of the window we advertised (never moved left, RFC 9293 §3.8.6.2.2).
+    pub(crate) rcv_adv: SeqNum,
+    pub(crate) rcv_wscale: u8,
+    pub(crate) rcv_buf: VecDeque<u8>,
+    pub(crate) assembler: Assembler,
+    /// Sequence number of the peer's FIN if it arrived out of order.
+    pub(crate) peer_fin: Option<SeqNum>,
+    pub(crate) peer_closed: bool,
+
+    // Options.
+    pub(crate) sack_ok: bool,
+    pub(crate) ts_ok: bool,
+    pub(crate) ts_recent: u32,
+    /// Our TSval = ts_base + milliseconds since `created`.
+    pub(crate) ts_base: u32,
+
+    // Loss recovery and congestion control.
+    pub(crate) rtt: RttEstimator,
+    /// Segment being timed without timestamps (Karn: dropped if retransmitted).
+    pub(crate) rtt_probe: Option<(SeqNum, Instant)>,
+    pub(crate) cc: Box<dyn CongestionControl>,
+    pub(crate) dup_acks: u32,
+    /// NewReno: recovery ends when this is acknowledged (RFC 6582 "recover").
+    pub(crate) recover: Option<SeqNum>,
+    pub(crate) retransmit_count: u32,
+
+    // Timers (absolute deadlines).
+    pub(crate) rtx_at: Option<Instant>,
+    pub(crate) persist_at: Option<Instant>,
+    pub(crate) persist_backoff: u32,
+    pub(crate) delack_at: Option<Instant>,
+    pub(crate) keepalive_at: Option<Instant>,
+    pub(crate) keepalive_probes: u32,
+    pub(crate) time_wait_at: Option<Instant>,
+    pub(crate) fin_wait2_at: Option<Instant>,
+
+    /// An ACK must go out with the next transmission (or alone).
+    pub(crate) ack_now: bool,
+    /// Full-sized segments received since the last ACK (RFC 9293 §3.8.6.3: ACK every second).
+    pub(crate) unacked_segments: u32,
+
+    pub(crate) outbox: Vec<TcpRepr>,
+    pub(crate) events: Vec<Event>,
+    pub stats: TcbStats,
+}
+
+impl Tcb {
+    fn new(cfg: &EngineConfig, local: SocketAddr, remote: SocketAddr, iss: u32, now: Instant) -> Self {
+        let iss = SeqNum(iss);
+        Self {
+            cfg: cfg.clone(),
+            local,
+            remote,
+            state: State::Closed,
+            created: now,
+            last_recv: now,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            snd_wl1: SeqNum(0),
+            snd_wl2: iss,
+            max_snd_wnd: 0,
+            snd_wscale: 0,
+            snd_mss: 536,
+            snd_buf: VecDeque::new(),
+            snd_buf_seq: iss + 1u32,
+            close_requested: false,
+            fin_seq: None,
+            irs: SeqNum(0),
+            rcv_nxt: SeqNum(0),
+            rcv_adv: SeqNum(0),
+            rcv_wscale: 0,
+            rcv_buf: VecDeque::new(),
+            assembler: Assembler::default(),
+            peer_fin: None,
+            peer_closed: false,
+            sack_ok: false,
+            ts_ok: false,
+            ts_recent: 0,
+            ts_base: 0,
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt_probe: None,
+            cc: Box::new(NewReno::new(536)),
+            dup_acks: 0,
+            recover: None,
+            retransmit_count: 0,
+            rtx_at: None,
+            persist_at: None,
+            persist_backoff: 0,
+            delack_at: None,
+            keepalive_at: None,
+            keepalive_probes: 0,
+            time_wait_at: None,
+            fin_wait2_at: None,
+            ack_now: false,
+            unacked_segments: 0,
+            outbox: Vec::new(),
+            events: Vec::new(),
+            stats: TcbStats::default(),
+        }
+    }
+
+    /// Active open (RFC 9293 §3.10.1): sends a SYN, enters SYN-SENT.
+    pub fn connect(cfg: &EngineConfig, local: SocketAddr, remote: SocketAddr, iss: u32, now: Instant) -> Self {
+        let mut t = Self::new(cfg, local, remote, iss, now);
+        t.ts_ok = cfg.timestamps;
+        t.sack_ok = cfg.sack;
+        t.set_state(State::SynSent, now);
+        t.send_syn(now);
+        t
+    }
+
+    /// Passive open from a SYN that reached a listener (cookies off): SYN-RECEIVED, and the
+    /// SYN-ACK is queued.
+    pub fn accept(
+        cfg: &EngineConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: u32,
+        syn: &TcpRepr,
+        now: Instant,
+    ) -> Self {
+        let mut t = Self::new(cfg, local, remote, iss, now);
+        t.irs = SeqNum(syn.seq);
+        t.rcv_nxt = t.irs + 1u32;
+        t.negotiate(syn);
+        t.snd_wnd = usize::from(syn.window); // SYN windows are never scaled (RFC 7323 §2.2).
+        t.snd_wl1 = SeqNum(syn.seq);
+        t.set_state(State::SynReceived, now);
+        t.send_syn(now);
+        t
+    }
+
+    /// A connection whose handshake XDP completed with a SYN cookie: ESTABLISHED at once.
+    /// `ack` is the segment that completed it (the cookie ACK, possibly carrying data), which
+    /// the caller then feeds to `on_segment`.
+    pub fn from_cookie(
+        cfg: &EngineConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+        h: &CookieHandshake,
+        ack: &TcpRepr,
+        now: Instant,
+    ) -> Self {
+        let mut t = Self::new(cfg, local, remote, h.server_isn, now);
+        t.irs = SeqNum(h.client_isn);
+        t.rcv_nxt = t.irs + 1u32;
+        t.snd_una = t.iss + 1u32;
+        t.snd_nxt = t.snd_una;
+        t.snd_max = t.snd_una;
+        t.snd_mss = usize::from(h.mss).min(usize::from(cfg.mss));
+        t.cc = Box::new(NewReno::new(t.snd_mss));
+        if let Some((client, ours)) = h.wscale {
+            t.snd_wscale = client.min(14);
+            t.rcv_wscale = ours.min(14);
+        }
+        t.sack_ok = h.sack && cfg.sack;
+        if let Some((ts_recent, our_tsval)) = h.timestamps {
+            t.ts_ok = true;
+            t.ts_recent = ts_recent;
+            t.ts_base = our_tsval;
+        }
+        t.snd_wnd = usize::from(ack.window) << t.snd_wscale;
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = SeqNum(ack.seq);
+        t.snd_wl2 = SeqNum(ack.ack);
+        t.rcv_adv = t.rcv_nxt + t.rcv_window();
+        t.set_state(State::Established, now);
+        t.events.push(Event::Connected);
+        t
+    }
+
+    /// Options of the peer's SYN (RFC 9293 §3.7.1, RFC 7323 §2-3, RFC 2018 §2).
+    fn negotiate(&mut self, syn: &TcpRepr) {
+        let o = &syn.options;
+        self.snd_mss = usize::from(o.mss.unwrap_or(536)).min(usize::from(self.cfg.mss)).max(64);
+        self.cc = Box::new(NewReno::new(self.snd_mss));
+        if let Some(ws) = o.wscale {
+            self.snd_wscale = ws.min(14);
+            self.rcv_wscale = self.cfg.wscale.min(14);
+        }
+        self.sack_ok = self.cfg.sack && o.sack_permitted;
+        if let (true, Some((tsval, _))) = (self.cfg.timestamps, o.timestamps) {
+            self.ts_ok = true;
+            self.ts_recent = tsval;
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub(crate) fn set_state(&mut self, state: State, now: Instant) {
+        if state == self.state {
+            return;
+        }
+        tracing::trace!("{} -> {}: {} -> {}", self.local, self.remote, self.state.name(), state.name());
+        self.state = state;
+        match state {
+            State::TimeWait => {
+                // RFC 9293 §3.10.7.4: 2·MSL, no other timers.
+                self.rtx_at = None;
+                self.persist_at = None;
+                self.keepalive_at = None;
+                self.fin_wait2_at = None;
+                self.time_wait_at = Some(now + self.cfg.msl * 2);
+            }
+            State::Closed => {
+                self.rtx_at = None;
+                self.persist_at = None;
+                self.delack_at = None;
+                self.keepalive_at = None;
+                self.time_wait_at = None;
+                self.fin_wait2_at = None;
+                self.events.push(Event::Closed);
+            }
+            State::FinWait2 => {
+                self.fin_wait2_at = Some(now + self.cfg.fin_wait2_timeout);
+            }
+            _ => {}
+        }
+    }
+
+    // --- The application's side ---------------------------------------------------------
+
+    /// Queues bytes for sending; returns how many fit in the send buffer.
+    pub fn send(&mut self, data: &[u8], now: Instant) -> usize {
+        if self.close_requested || !matches!(self.state, State::SynSent | State::SynReceived | State::Established | State::CloseWait) {
+            return 0;
+        }
+        let room = self.cfg.send_buffer.saturating_sub(self.snd_buf.len());
+        let n = room.min(data.len());
+        self.snd_buf.extend(&data[..n]);
+        if self.state.synchronized() {
+            self.output(now);
+        }
+        n
+    }
+
+    /// Free space in the send buffer.
+    pub fn send_capacity(&self) -> usize {
+        self.cfg.send_buffer.saturating_sub(self.snd_buf.len())
+    }
+
+    /// Reads in-order received bytes. Reading opens the window, so an update may be sent.
+    pub fn recv(&mut self, buf: &mut [u8], now: Instant) -> usize {
+        let n = buf.len().min(self.rcv_buf.len());
+        for (dst, src) in buf.iter_mut().zip(self.rcv_buf.drain(..n)) {
+            *dst = src;
+        }
+        if n > 0 {
+            self.maybe_window_update(now);
+        }
+        n
+    }
+
+    pub fn recv_available(&self) -> usize {
+        self.rcv_buf.len()
+    }
+
+    /// The peer sent FIN and everything before it has been read.
+    pub fn recv_finished(&self) -> bool {
+        self.peer_closed && self.rcv_buf.is_empty()
+    }
+
+    /// Graceful close of our sending side (RFC 9293 §3.10.4): FIN after the queued data.
+    pub fn close(&mut self, now: Instant) {
+        match self.state {
+            State::SynSent | State::Listen => self.set_state(State::Closed, now),
+            State::SynReceived | State::Established | State::CloseWait => {
+                self.close_requested = true;
+                if self.state != State::SynReceived {
+                    self.output(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Abort (RFC 9293 §3.10.5): RST to the peer, buffers discarded.
+    pub fn abort(&mut self, now: Instant) {
+        if self.state.synchronized() || self.state == State::SynReceived {
+            let rst = TcpRepr {
+                src_port: self.local.port(),
+                dst_port: self.remote.port(),
+                seq: self.snd_nxt.0,
+                flags: crate::wire::tcp::RST,
+                ..TcpRepr::default()
+            };
+            self.push_segment(rst);
+        }
+        self.reset(ResetReason::Aborted, now);
+    }
+
+    pub(crate) fn reset(&mut self, why: ResetReason, now: Instant) {
+        self.snd_buf.clear();
+        self.rcv_buf.clear();
+        self.assembler = Assembler::default();
+        self.events.push(Event::Reset(why));
+        self.set_state(State::Closed, now);
+    }
+
+    // --- The I/O layer's side -----------------------------------------------------------
+
+    /// Segments to transmit, in order.
+    pub fn take_outgoing(&mut self) -> Vec<TcpRepr> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The earliest timer deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.rtx_at,
+            self.persist_at,
+            self.delack_at,
+            self.keepalive_at,
+            self.time_wait_at,
+            self.fin_wait2_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn snd_una(&self) -> u32 {
+        self.snd_una.0
+    }
+    pub fn snd_nxt(&self) -> u32 {
+        self.snd_nxt.0
+    }
+    pub fn rcv_nxt(&self) -> u32 {
+        self.rcv_nxt.0
+    }
+    pub fn snd_wnd(&self) -> usize {
+        self.snd_wnd
+    }
+    pub fn rcv_wnd(&self) -> usize {
+        self.rcv_window()
+    }
+    pub fn wscale(&self) -> (u8, u8) {
+        (self.snd_wscale, self.rcv_wscale)
+    }
+    pub fn mss(&self) -> usize {
+        self.snd_mss
+    }
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+    pub fn cwnd(&self) -> usize {
+        self.cc.window()
+    }
+    pub fn age(&self, now: Instant) -> Duration {
+        now - self.created
+    }
+    /// Time left in TIME-WAIT.
+    pub fn time_wait_left(&self, now: Instant) -> Option<Duration> {
+        self.time_wait_at.map(|t| t.saturating_since(now))
+    }
+}
+
+#[cfg(test)]
+mod tests;

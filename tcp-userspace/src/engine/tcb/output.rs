@@ -1,0 +1,262 @@
+//! Building and sending segments: SYN / SYN-ACK, data with the sliding window, FIN, ACKs.
+
+use super::{State, Tcb};
+use crate::{
+    engine::{seq::SeqNum, time::Instant},
+    wire::tcp::{ACK, FIN, PSH, SYN, TcpOptions, TcpRepr},
+};
+
+impl Tcb {
+    /// Our receive window: buffer space not yet taken by unread or out-of-order data.
+    pub(crate) fn rcv_window(&self) -> usize {
+        self.cfg
+            .recv_buffer
+            .saturating_sub(self.rcv_buf.len() + self.assembler.len())
+    }
+
+    /// Our TSval clock: milliseconds, continuing from what the handshake announced.
+    pub(crate) fn ts_now(&self, now: Instant) -> u32 {
+        self.ts_base.wrapping_add((now - self.created).as_millis() as u32)
+    }
+
+    /// Fills in ACK, window and options common to every segment we send after the SYN.
+    fn finish(&mut self, mut seg: TcpRepr, now: Instant) -> TcpRepr {
+        seg.src_port = self.local.port();
+        seg.dst_port = self.remote.port();
+        if seg.flags & ACK != 0 {
+            seg.ack = self.rcv_nxt.0;
+        }
+        // Advertise the window, never retracting the right edge we announced.
+        let wnd = self.rcv_window();
+        let edge = (self.rcv_nxt + wnd).max(self.rcv_adv);
+        let mut adv = edge - self.rcv_nxt;
+        if seg.flags & SYN == 0 {
+            adv >>= self.rcv_wscale;
+        }
+        seg.window = adv.min(usize::from(u16::MAX)) as u16;
+        let shift = if seg.flags & SYN == 0 { self.rcv_wscale } else { 0 };
+        self.rcv_adv = self.rcv_nxt + (usize::from(seg.window) << shift);
+        if self.ts_ok {
+            seg.options.timestamps = Some((self.ts_now(now), self.ts_recent));
+        }
+        if self.sack_ok && seg.flags & SYN == 0 && !self.assembler.is_empty() {
+            // RFC 2018 §4: the most recent block first; three fit beside timestamps.
+            for (i, (s, e)) in self.assembler.ranges().into_iter().take(3).enumerate() {
+                seg.options.sack[i] = Some(((self.rcv_nxt + s).0, (self.rcv_nxt + e).0));
+            }
+        }
+        seg
+    }
+
+    pub(crate) fn push_segment(&mut self, seg: TcpRepr) {
+        self.stats.segments_out += 1;
+        self.outbox.push(seg);
+    }
+
+    /// SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), first time or retransmitted.
+    pub(crate) fn send_syn(&mut self, now: Instant) {
+        let mut flags = SYN;
+        if self.state == State::SynReceived {
+            flags |= ACK;
+        }
+        let seg = TcpRepr {
+            seq: self.iss.0,
+            flags,
+            options: TcpOptions {
+                mss: Some(self.cfg.mss),
+                // RFC 7323 §2.2: in a SYN-ACK, only if the SYN had it.
+                wscale: (self.state == State::SynSent || self.snd_wscale != 0 || self.rcv_wscale != 0)
+                    .then_some(self.cfg.wscale),
+                sack_permitted: self.sack_ok,
+                ..TcpOptions::default()
+            },
+            ..TcpRepr::default()
+        };
+        let mut seg = self.finish(seg, now);
+        if self.state == State::SynSent {
+            seg.options.timestamps = self.ts_ok.then(|| (self.ts_now(now), 0));
+        }
+        self.snd_nxt = self.iss + 1u32;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        self.push_segment(seg);
+        if self.rtx_at.is_none() {
+            self.rtx_at = Some(now + self.rtt.rto());
+        }
+        if self.rtt_probe.is_none() && self.retransmit_count == 0 {
+            self.rtt_probe = Some((self.iss, now));
+        }
+    }
+
+    /// A segment with no data: ACK (and whatever window/SACK information is current).
+    pub(crate) fn send_ack(&mut self, now: Instant) {
+        let seg = TcpRepr {
+            seq: self.snd_nxt.0,
+            flags: ACK,
+            ..TcpRepr::default()
+        };
+        let seg = self.finish(seg, now);
+        self.push_segment(seg);
+        self.ack_sent();
+    }
+
+    fn ack_sent(&mut self) {
+        self.ack_now = false;
+        self.delack_at = None;
+        self.unacked_segments = 0;
+    }
+
+    /// Sends what the windows allow: new data, then our FIN when the application closed; an
+    /// ACK alone if one is owed and nothing else carried it.
+    pub(crate) fn output(&mut self, now: Instant) {
+        let can_send = matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+        );
+        while can_send {
+            let sent = (self.snd_nxt - self.snd_buf_seq).min(self.snd_buf.len());
+            let unsent = self.snd_buf.len() - sent;
+            let in_flight = self.snd_nxt - self.snd_una;
+            let window = self.snd_wnd.min(self.cc.window());
+            let n = unsent.min(window.saturating_sub(in_flight)).min(self.snd_mss);
+            // The FIN follows the last byte; after it is sent snd_nxt is past the end, so
+            // this also re-sends it after a retransmission timeout rewound snd_nxt.
+            let fin = self.close_requested && self.snd_nxt + n == self.buffer_end();
+            if n == 0 && !fin {
+                if unsent > 0 && self.snd_wnd == 0 && in_flight == 0 && self.persist_at.is_none() {
+                    // RFC 9293 §3.8.6.1: probe a zero window.
+                    self.persist_at = Some(now + self.rtt.rto());
+                }
+                break;
+            }
+            // Nagle (RFC 9293 §3.7.4): hold a runt while data is unacknowledged.
+            if self.cfg.nagle && n < self.snd_mss && in_flight > 0 && !fin {
+                break;
+            }
+            self.send_data(sent, n, fin, now);
+            if fin {
+                break;
+            }
+        }
+        if self.ack_now {
+            self.send_ack(now);
+        }
+    }
+
+    /// One segment: `n` bytes from buffer offset `sent` (at `snd_nxt`), plus FIN if `fin`.
+    fn send_data(&mut self, sent: usize, n: usize, fin: bool, now: Instant) {
+        let payload: Vec<u8> = self.snd_buf.range(sent..sent + n).copied().collect();
+        let mut flags = ACK;
+        if n > 0 && sent + n == self.snd_buf.len() {
+            flags |= PSH;
+        }
+        if fin {
+            flags |= FIN;
+        }
+        let seg = TcpRepr {
+            seq: self.snd_nxt.0,
+            flags,
+            payload,
+            ..TcpRepr::default()
+        };
+        let seg = self.finish(seg, now);
+        if self.snd_nxt < self.snd_max {
+            self.stats.retransmits += 1;
+        } else {
+            self.stats.bytes_out += n as u64;
+            if !self.ts_ok && self.rtt_probe.is_none() && n > 0 {
+                self.rtt_probe = Some((self.snd_nxt, now));
+            }
+        }
+        self.snd_nxt = self.snd_nxt + n + usize::from(fin);
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        if fin {
+            self.fin_seq = Some(self.snd_nxt - 1u32);
+            match self.state {
+                State::Established => self.set_state(State::FinWait1, now),
+                State::CloseWait => self.set_state(State::LastAck, now),
+                _ => {}
+            }
+        }
+        self.push_segment(seg);
+        self.ack_sent();
+        if self.rtx_at.is_none() {
+            self.rtx_at = Some(now + self.rtt.rto());
+        }
+        self.persist_at = None;
+    }
+
+    /// After the application read data: announce the larger window if it grew by at least
+    /// two segments or half the buffer (receiver-side SWS avoidance, RFC 9293 §3.8.6.2.2).
+    pub(crate) fn maybe_window_update(&mut self, now: Instant) {
+        if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+            return;
+        }
+        let advertised = if self.rcv_adv > self.rcv_nxt { self.rcv_adv - self.rcv_nxt } else { 0 };
+        // What the window field can express at all.
+        let wnd = self.rcv_window().min(usize::from(u16::MAX) << self.rcv_wscale);
+        let step = (2 * usize::from(self.cfg.mss)).min(self.cfg.recv_buffer / 2);
+        if wnd >= advertised + step {
+            self.send_ack(now);
+        }
+    }
+
+    /// Retransmits the first unacknowledged segment (timeout or fast retransmit); the rest
+    /// follows as ACKs open the window (go-back-N from `snd_una`).
+    pub(crate) fn retransmit(&mut self, now: Instant) {
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            self.stats.retransmits += 1;
+            self.send_syn(now);
+            return;
+        }
+        self.snd_nxt = self.snd_una;
+        let sent = (self.snd_nxt - self.snd_buf_seq).min(self.snd_buf.len());
+        let n = (self.snd_buf.len() - sent).min(self.snd_mss);
+        let fin = self.close_requested && self.snd_nxt + n == self.buffer_end();
+        if n > 0 || fin {
+            self.send_data(sent, n, fin, now);
+        }
+        self.rtx_at = Some(now + self.rtt.rto());
+    }
+
+    /// Fast retransmit (RFC 5681 §3.2, RFC 6582): the segment at `snd_una` again, without
+    /// moving `snd_nxt`.
+    pub(crate) fn fast_retransmit(&mut self, now: Instant) {
+        let saved = self.snd_nxt;
+        self.snd_nxt = self.snd_una;
+        let n = self.snd_buf.len().min(self.snd_mss);
+        let fin = self.close_requested && self.snd_nxt + n == self.buffer_end();
+        if n > 0 || fin {
+            self.send_data(0, n, fin, now);
+        }
+        self.snd_nxt = saved.max(self.snd_nxt);
+        self.rtx_at = Some(now + self.rtt.rto());
+    }
+
+    /// Sends one byte beyond the zero window (RFC 9293 §3.8.6.1) or, with nothing to send,
+    /// a keep-alive probe: SEG.SEQ = SND.NXT - 1, no data (RFC 1122 §4.2.3.6).
+    pub(crate) fn send_probe(&mut self, now: Instant, zero_window: bool) {
+        let sent = (self.snd_nxt - self.snd_buf_seq).min(self.snd_buf.len());
+        let seg = if zero_window && sent < self.snd_buf.len() {
+            let byte = self.snd_buf[sent];
+            TcpRepr {
+                seq: self.snd_nxt.0,
+                flags: ACK,
+                payload: vec![byte],
+                ..TcpRepr::default()
+            }
+        } else {
+            TcpRepr {
+                seq: (self.snd_nxt - 1u32).0,
+                flags: ACK,
+                ..TcpRepr::default()
+            }
+        };
+        let seg = self.finish(seg, now);
+        self.push_segment(seg);
+    }
+
+    /// The sequence number after the last byte the application queued (our FIN's).
+    pub(crate) fn buffer_end(&self) -> SeqNum {
+        self.snd_buf_seq + self.snd_buf.len()
+    }
+}

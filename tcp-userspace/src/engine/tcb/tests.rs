@@ -1,0 +1,478 @@
+//! Crafted segments in, exact segments out (in the style of smoltcp's socket tests).
+
+use std::{net::SocketAddr, time::Duration};
+
+use super::*;
+use crate::{
+    engine::config::Keepalive,
+    wire::tcp::{ACK, FIN, PSH, RST, SYN, TcpOptions, TcpRepr},
+};
+
+const LOCAL: &str = "10.0.0.1:80";
+const REMOTE: &str = "10.0.0.2:49152";
+const ISS: u32 = 1_000_000;
+const IRS: u32 = 5_000;
+
+fn addrs() -> (SocketAddr, SocketAddr) {
+    (LOCAL.parse().unwrap(), REMOTE.parse().unwrap())
+}
+
+fn cfg() -> EngineConfig {
+    EngineConfig {
+        delayed_ack: None,
+        timestamps: false,
+        sack: false,
+        msl: Duration::from_secs(1),
+        keepalive: Some(Keepalive {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            count: 3,
+        }),
+        max_retransmits: 3,
+        ..EngineConfig::default()
+    }
+}
+
+fn t(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+/// A segment from the peer.
+fn seg(flags: u8, seq: u32, ack: u32, payload: &[u8]) -> TcpRepr {
+    TcpRepr {
+        src_port: 49152,
+        dst_port: 80,
+        seq,
+        ack,
+        flags,
+        window: 64000,
+        payload: payload.to_vec(),
+        ..TcpRepr::default()
+    }
+}
+
+fn syn() -> TcpRepr {
+    let mut s = seg(SYN, IRS, 0, b"");
+    s.options.mss = Some(1400);
+    s
+}
+
+/// Exactly one segment was sent; returns it.
+fn sent_one(tcb: &mut Tcb) -> TcpRepr {
+    let out = tcb.take_outgoing();
+    assert_eq!(out.len(), 1, "expected one segment, got {out:#?}");
+    out.into_iter().next().unwrap()
+}
+
+fn sent_none(tcb: &mut Tcb) {
+    let out = tcb.take_outgoing();
+    assert!(out.is_empty(), "expected nothing, got {out:#?}");
+}
+
+/// Asserts the fields that matter of an outgoing segment.
+#[track_caller]
+fn assert_seg(s: &TcpRepr, flags: u8, seq: u32, ack: u32, payload: &[u8]) {
+    assert_eq!(s.flags, flags, "flags of {s:#?}");
+    assert_eq!(s.seq, seq, "seq of {s:#?}");
+    if flags & ACK != 0 {
+        assert_eq!(s.ack, ack, "ack of {s:#?}");
+    }
+    assert_eq!(s.payload, payload, "payload of {s:#?}");
+    assert_eq!((s.src_port, s.dst_port), (80, 49152));
+}
+
+/// A passively opened connection in ESTABLISHED, outputs drained.
+fn established() -> Tcb {
+    let (l, r) = addrs();
+    let mut tcb = Tcb::accept(&cfg(), l, r, ISS, &syn(), t(0));
+    let synack = sent_one(&mut tcb);
+    assert_seg(&synack, SYN | ACK, ISS, IRS + 1, b"");
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
+    assert_eq!(tcb.state(), State::Established);
+    sent_none(&mut tcb);
+    tcb.take_events();
+    tcb
+}
+
+#[test]
+fn passive_open_three_way_handshake() {
+    let (l, r) = addrs();
+    let mut tcb = Tcb::accept(&cfg(), l, r, ISS, &syn(), t(0));
+    assert_eq!(tcb.state(), State::SynReceived);
+    let synack = sent_one(&mut tcb);
+    assert_seg(&synack, SYN | ACK, ISS, IRS + 1, b"");
+    assert_eq!(synack.options.mss, Some(1460));
+    assert_eq!(synack.options.wscale, None, "no scaling offered to a SYN without it");
+    // A retransmitted SYN gets the SYN-ACK again.
+    tcb.on_segment(&syn(), t(5));
+    assert_seg(&sent_one(&mut tcb), SYN | ACK, ISS, IRS + 1, b"");
+    // A wrong ACK gets a RST <SEQ=SEG.ACK>.
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 7, b""), t(6));
+    assert_seg(&sent_one(&mut tcb), RST, ISS + 7, 0, b"");
+    assert_eq!(tcb.state(), State::SynReceived);
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
+    assert_eq!(tcb.state(), State::Established);
+    assert_eq!(tcb.take_events(), vec![Event::Connected]);
+    assert_eq!(tcb.mss(), 1400);
+}
+
+#[test]
+fn active_open_three_way_handshake() {
+    let (l, r) = addrs();
+    let mut tcb = Tcb::connect(&cfg(), l, r, ISS, t(0));
+    assert_eq!(tcb.state(), State::SynSent);
+    let s = sent_one(&mut tcb);
+    assert_seg(&s, SYN, ISS, 0, b"");
+    assert_eq!(s.options.wscale, Some(7));
+    let mut synack = seg(SYN | ACK, IRS, ISS + 1, b"");
+    synack.options.wscale = Some(3);
+    synack.window = 1000;
+    tcb.on_segment(&synack, t(20));
+    assert_eq!(tcb.state(), State::Established);
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 1, IRS + 1, b"");
+    assert_eq!(tcb.wscale(), (3, 7));
+    assert_eq!(tcb.snd_wnd(), 1000, "the SYN-ACK's window is not scaled");
+    assert!(tcb.srtt().is_some(), "the handshake gives an RTT sample");
+    // Later windows are scaled by the peer's shift.
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(30));
+    assert_eq!(tcb.snd_wnd(), 64000 << 3);
+}
+
+#[test]
+fn active_open_refused_by_rst() {
+    let (l, r) = addrs();
+    let mut tcb = Tcb::connect(&cfg(), l, r, ISS, t(0));
+    sent_one(&mut tcb);
+    // An ACK for something we never sent: RST, stay in SYN-SENT.
+    tcb.on_segment(&seg(ACK, 9, ISS + 5, b""), t(1));
+    assert_seg(&sent_one(&mut tcb), RST, ISS + 5, 0, b"");
+    assert_eq!(tcb.state(), State::SynSent);
+    tcb.on_segment(&seg(RST | ACK, 0, ISS + 1, b""), t(2));
+    assert_eq!(tcb.state(), State::Closed);
+    assert!(tcb.take_events().contains(&Event::Reset(ResetReason::Refused)));
+}
+
+#[test]
+fn simultaneous_open() {
+    let (l, r) = addrs();
+    let mut tcb = Tcb::connect(&cfg(), l, r, ISS, t(0));
+    sent_one(&mut tcb);
+    // The peer's SYN crosses ours.
+    tcb.on_segment(&syn(), t(1));
+    assert_eq!(tcb.state(), State::SynReceived);
+    assert_seg(&sent_one(&mut tcb), SYN | ACK, ISS, IRS + 1, b"");
+    // Its SYN-ACK arrives.
+    tcb.on_segment(&seg(SYN | ACK, IRS, ISS + 1, b""), t(2));
+    assert_eq!(tcb.state(), State::Established);
+    assert!(tcb.take_events().contains(&Event::Connected));
+}
+
+#[test]
+fn data_both_ways_and_ack_ranges() {
+    let mut tcb = established();
+    tcb.on_segment(&seg(ACK | PSH, IRS + 1, ISS + 1, b"hello"), t(20));
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 1, IRS + 6, b"");
+    let mut buf = [0u8; 16];
+    assert_eq!(tcb.recv(&mut buf, t(21)), 5);
+    assert_eq!(&buf[..5], b"hello");
+
+    assert_eq!(tcb.send(b"world", t(22)), 5);
+    assert_seg(&sent_one(&mut tcb), ACK | PSH, ISS + 1, IRS + 6, b"world");
+    // An ACK beyond what we sent: ACK back, drop (RFC 5961 §5.2).
+    tcb.on_segment(&seg(ACK, IRS + 6, ISS + 100, b""), t(23));
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 6, IRS + 6, b"");
+    assert_eq!(tcb.snd_una(), ISS + 1);
+    tcb.on_segment(&seg(ACK, IRS + 6, ISS + 6, b""), t(24));
+    assert_eq!(tcb.snd_una(), ISS + 6);
+    sent_none(&mut tcb);
+}
+
+#[test]
+fn mss_segmentation() {
+    let mut tcb = established();
+    let data = vec![7u8; 3000];
+    assert_eq!(tcb.send(&data, t(20)), 3000);
+    let out = tcb.take_outgoing();
+    let sizes: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
+    assert_eq!(sizes, vec![1400, 1400, 200]);
+    assert_eq!(out[2].flags, ACK | PSH);
+    assert_eq!(out[1].seq, ISS + 1 + 1400);
+}
+
+#[test]
+fn out_of_order_segments_are_reassembled_with_sack() {
+    let (l, r) = addrs();
+    let config = EngineConfig { sack: true, ..cfg() };
+    let mut s = syn();
+    s.options.sack_permitted = true;
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    assert!(sent_one(&mut tcb).options.sack_permitted);
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(1));
+
+    tcb.on_segment(&seg(ACK, IRS + 6, ISS + 1, b"world"), t(2));
+    let dup = sent_one(&mut tcb);
+    assert_seg(&dup, ACK, ISS + 1, IRS + 1, b"");
+    assert_eq!(dup.options.sack[0], Some((IRS + 6, IRS + 11)));
+    assert_eq!(tcb.recv_available(), 0);
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b"hello"), t(3));
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 1, IRS + 11, b"");
+    let mut buf = [0u8; 10];
+    assert_eq!(tcb.recv(&mut buf, t(4)), 10);
+    assert_eq!(&buf, b"helloworld");
+}
+
+#[test]
+fn graceful_close_initiated_locally() {
+    let mut tcb = established();
+    tcb.close(t(20));
+    assert_eq!(tcb.state(), State::FinWait1);
+    assert_seg(&sent_one(&mut tcb), ACK | FIN, ISS + 1, IRS + 1, b"");
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 2, b""), t(21));
+    assert_eq!(tcb.state(), State::FinWait2);
+    sent_none(&mut tcb);
+    // Half-close: the peer may still send data, and we still take it.
+    tcb.on_segment(&seg(ACK | PSH, IRS + 1, ISS + 2, b"late"), t(22));
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 2, IRS + 5, b"");
+    assert_eq!(tcb.recv_available(), 4);
+    tcb.on_segment(&seg(ACK | FIN, IRS + 5, ISS + 2, b""), t(23));
+    assert_eq!(tcb.state(), State::TimeWait);
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 2, IRS + 6, b"");
+    assert_eq!(tcb.time_wait_left(t(23)), Some(Duration::from_secs(2)));
+    tcb.on_timer(t(2022));
+    assert_eq!(tcb.state(), State::TimeWait);
+    tcb.on_timer(t(2023));
+    assert_eq!(tcb.state(), State::Closed);
+    assert!(tcb.take_events().contains(&Event::Closed));
+}
+
+#[test]
+fn graceful_close_initiated_by_the_peer_with_half_close() {
+    let mut tcb = established();
+    tcb.on_segment(&seg(ACK | FIN, IRS + 1, ISS + 1, b""), t(20));
+    assert_eq!(tcb.state(), State::CloseWait);
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 1, IRS + 2, b"");
+    assert!(tcb.take_events().contains(&Event::PeerClosed));
+    assert!(tcb.recv_finished());
+    // CLOSE-WAIT still sends.
+    tcb.send(b"response", t(21));
+    assert_seg(&sent_one(&mut tcb), ACK | PSH, ISS + 1, IRS + 2, b"response");
+    tcb.close(t(22));
+    assert_eq!(tcb.state(), State::LastAck);
+    assert_seg(&sent_one(&mut tcb), ACK | FIN, ISS + 9, IRS + 2, b"");
+    tcb.on_segment(&seg(ACK, IRS + 2, ISS + 10, b""), t(23));
+    assert_eq!(tcb.state(), State::Closed, "the passive closer has no TIME-WAIT");
+}
+
+#[test]
+fn simultaneous_close() {
+    let mut tcb = established();
+    tcb.close(t(20));
+    assert_seg(&sent_one(&mut tcb), ACK | FIN, ISS + 1, IRS + 1, b"");
+    // The peer's FIN crosses ours (it does not acknowledge ours yet).
+    tcb.on_segment(&seg(ACK | FIN, IRS + 1, ISS + 1, b""), t(21));
+    assert_eq!(tcb.state(), State::Closing);
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 2, IRS + 2, b"");
+    tcb.on_segment(&seg(ACK, IRS + 2, ISS + 2, b""), t(22));
+    assert_eq!(tcb.state(), State::TimeWait);
+}
+
+/// A connection in TIME-WAIT entered at t = 30 ms.
+fn time_wait() -> Tcb {
+    let mut tcb = established();
+    tcb.close(t(20));
+    sent_one(&mut tcb);
+    tcb.on_segment(&seg(ACK | FIN, IRS + 1, ISS + 2, b""), t(30));
+    assert_eq!(tcb.state(), State::TimeWait);
+    sent_one(&mut tcb);
+    tcb
+}
+
+#[test]
+fn time_wait_acks_a_retransmitted_fin_and_restarts() {
+    let mut tcb = time_wait();
+    tcb.on_segment(&seg(ACK | FIN, IRS + 1, ISS + 2, b""), t(1000));
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 2, IRS + 2, b"");
+    assert_eq!(tcb.time_wait_left(t(1000)), Some(Duration::from_secs(2)));
+    tcb.on_timer(t(2500));
+    assert_eq!(tcb.state(), State::TimeWait, "the timer was restarted");
+    tcb.on_timer(t(3000));
+    assert_eq!(tcb.state(), State::Closed);
+}
+
+#[test]
+fn time_wait_absorbs_late_segments_and_ignores_rst() {
+    let mut tcb = time_wait();
+    // A late duplicate of old data: acknowledged, nothing else.
+    tcb.on_segment(&seg(ACK | PSH, IRS - 10, ISS + 2, b"old"), t(100));
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 2, IRS + 2, b"");
+    assert_eq!(tcb.state(), State::TimeWait);
+    // RFC 1337: no assassination.
+    tcb.on_segment(&seg(RST, IRS + 2, 0, b""), t(101));
+    assert_eq!(tcb.state(), State::TimeWait);
+    sent_none(&mut tcb);
+}
+
+#[test]
+fn rst_validation_rfc5961() {
+    let mut tcb = established();
+    // In the window but not exact: challenge ACK.
+    tcb.on_segment(&seg(RST, IRS + 100, 0, b""), t(20));
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 1, IRS + 1, b"");
+    assert_eq!(tcb.state(), State::Established);
+    // Outside the window: silently dropped.
+    tcb.on_segment(&seg(RST, IRS + 10_000_000, 0, b""), t(21));
+    sent_none(&mut tcb);
+    // A SYN on an established connection: challenge ACK.
+    tcb.on_segment(&seg(SYN, IRS + 50, 0, b""), t(22));
+    assert_seg(&sent_one(&mut tcb), ACK, ISS + 1, IRS + 1, b"");
+    assert_eq!(tcb.state(), State::Established);
+    // Exact: reset.
+    tcb.on_segment(&seg(RST, IRS + 1, 0, b""), t(23));
+    assert_eq!(tcb.state(), State::Closed);
+    assert!(tcb.take_events().contains(&Event::Reset(ResetReason::PeerReset)));
+}
+
+#[test]
+fn abort_sends_rst_and_discards_buffers() {
+    let mut tcb = established();
+    tcb.on_segment(&seg(ACK | PSH, IRS + 1, ISS + 1, b"unread"), t(20));
+    sent_one(&mut tcb);
+    tcb.abort(t(21));
+    assert_seg(&sent_one(&mut tcb), RST, ISS + 1, 0, b"");
+    assert_eq!(tcb.state(), State::Closed);
+    assert_eq!(tcb.recv_available(), 0);
+    let ev = tcb.take_events();
+    assert!(ev.contains(&Event::Reset(ResetReason::Aborted)) && ev.contains(&Event::Closed));
+}
+
+#[test]
+fn retransmission_with_backoff_then_reset() {
+    let mut tcb = established();
+    tcb.send(b"data", t(100));
+    assert_seg(&sent_one(&mut tcb), ACK | PSH, ISS + 1, IRS + 1, b"data");
+    let rto = tcb.rto();
+    let mut now = t(100) + rto;
+    for i in 0..3 {
+        tcb.on_timer(now);
+        let s = sent_one(&mut tcb);
+        assert_eq!((s.seq, &s.payload[..]), (ISS + 1, &b"data"[..]), "retransmission {i}");
+        assert_eq!(tcb.rto(), rto * (1 << (i + 1)), "exponential backoff");
+        now = now + tcb.rto();
+    }
+    tcb.on_timer(now);
+    assert_seg(&sent_one(&mut tcb), RST, ISS + 5, 0, b"");
+    assert_eq!(tcb.state(), State::Closed);
+    assert!(tcb.take_events().contains(&Event::Reset(ResetReason::RetransmitLimit)));
+}
+
+#[test]
+fn fast_retransmit_after_three_duplicate_acks() {
+    let mut tcb = established();
+    tcb.send(&[1u8; 5 * 1400], t(100));
+    assert_eq!(tcb.take_outgoing().len(), 5);
+    for _ in 0..2 {
+        tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(110));
+        sent_none(&mut tcb);
+    }
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(111));
+    let r = sent_one(&mut tcb);
+    assert_eq!((r.seq, r.payload.len()), (ISS + 1, 1400));
+    assert_eq!(tcb.stats.retransmits, 1);
+    // A partial ACK (NewReno) retransmits the next hole at once.
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1 + 1400, b""), t(120));
+    let r = sent_one(&mut tcb);
+    assert_eq!(r.seq, ISS + 1 + 1400);
+}
+
+#[test]
+fn zero_window_is_probed() {
+    let mut tcb = established();
+    let mut closed = seg(ACK, IRS + 1, ISS + 1, b"");
+    closed.window = 0;
+    tcb.on_segment(&closed, t(100));
+    tcb.send(b"abc", t(101));
+    sent_none(&mut tcb);
+    let at = tcb.next_deadline().expect("persist timer");
+    tcb.on_timer(at);
+    let probe = sent_one(&mut tcb);
+    assert_eq!((probe.seq, &probe.payload[..]), (ISS + 1, &b"a"[..]));
+    // The window opens: data flows.
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), at + Duration::from_millis(5));
+    assert_seg(&sent_one(&mut tcb), ACK | PSH, ISS + 1, IRS + 1, b"abc");
+}
+
+#[test]
+fn keepalive_declares_a_silent_peer_dead() {
+    let mut tcb = established();
+    let mut now = t(10) + Duration::from_secs(10);
+    assert_eq!(tcb.next_deadline(), Some(now));
+    for _ in 0..3 {
+        tcb.on_timer(now);
+        assert_seg(&sent_one(&mut tcb), ACK, ISS, IRS + 1, b"");
+        now = now + Duration::from_secs(1);
+    }
+    tcb.on_timer(now);
+    assert_seg(&sent_one(&mut tcb), RST, ISS + 1, 0, b"");
+    assert!(tcb.take_events().contains(&Event::Reset(ResetReason::KeepaliveTimeout)));
+}
+
+#[test]
+fn keepalive_answered_keeps_the_connection() {
+    let mut tcb = established();
+    let now = t(10) + Duration::from_secs(10);
+    tcb.on_timer(now);
+    sent_one(&mut tcb);
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), now + Duration::from_millis(1));
+    assert_eq!(tcb.next_deadline(), Some(now + Duration::from_millis(1) + Duration::from_secs(10)));
+    assert_eq!(tcb.state(), State::Established);
+}
+
+#[test]
+fn paws_drops_old_timestamps() {
+    let (l, r) = addrs();
+    let config = EngineConfig { timestamps: true, ..cfg() };
+    let mut s = syn();
+    s.options.timestamps = Some((1000, 0));
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    let synack = sent_one(&mut tcb);
+    assert_eq!(synack.options.timestamps.map(|t| t.1), Some(1000));
+    let mut ack = seg(ACK, IRS + 1, ISS + 1, b"");
+    ack.options.timestamps = Some((1001, synack.options.timestamps.unwrap().0));
+    tcb.on_segment(&ack, t(5));
+    assert_eq!(tcb.state(), State::Established);
+    let mut old = seg(ACK | PSH, IRS + 1, ISS + 1, b"stale");
+    old.options.timestamps = Some((900, 0));
+    tcb.on_segment(&old, t(6));
+    sent_one(&mut tcb);
+    assert_eq!(tcb.recv_available(), 0, "PAWS must drop the old segment");
+}
+
+#[test]
+fn established_from_a_cookie_handshake() {
+    let (l, r) = addrs();
+    let h = CookieHandshake {
+        client_isn: IRS,
+        server_isn: ISS,
+        mss: 1460,
+        wscale: Some((7, 7)),
+        sack: true,
+        timestamps: Some((77, 4242)),
+    };
+    let mut ack = seg(ACK, IRS + 1, ISS + 1, b"");
+    ack.window = 502;
+    ack.options = TcpOptions { timestamps: Some((78, 4242)), ..TcpOptions::default() };
+    let config = EngineConfig { timestamps: true, sack: true, ..cfg() };
+    let mut tcb = Tcb::from_cookie(&config, l, r, &h, &ack, t(0));
+    assert_eq!(tcb.state(), State::Established);
+    assert_eq!(tcb.snd_wnd(), 502 << 7);
+    tcb.on_segment(&ack, t(0));
+    sent_none(&mut tcb);
+    let mut data = seg(ACK | PSH, IRS + 1, ISS + 1, b"GET /");
+    data.options.timestamps = Some((79, 4242));
+    tcb.on_segment(&data, t(1));
+    let a = sent_one(&mut tcb);
+    assert_seg(&a, ACK, ISS + 1, IRS + 6, b"");
+    let (tsval, tsecr) = a.options.timestamps.expect("timestamps");
+    assert_eq!(tsecr, 79);
+    assert!(tsval.wrapping_sub(4242) < 1000, "our TSval continues the SYN-ACK's clock");
+}
