@@ -91,7 +91,8 @@ impl Assembler {
 
     /// The held ranges as (start, end) offsets, the most recently changed first (for SACK).
     pub fn ranges(&self) -> Vec<(usize, usize)> {
-        let mut v: Vec<(usize, usize)> = self.blocks.iter().map(|(&s, b)| (s, s + b.len())).collect();
+        let mut v: Vec<(usize, usize)> =
+            self.blocks.iter().map(|(&s, b)| (s, s + b.len())).collect();
         if let Some(latest) = self.latest
             && let Some(pos) = v.iter().position(|&(s, e)| s <= latest && latest < e)
         {

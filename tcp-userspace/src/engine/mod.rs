@@ -4,8 +4,8 @@
 pub mod assembler;
 pub mod cc;
 pub mod config;
-pub mod seq;
 pub mod rtt;
+pub mod seq;
 pub mod tcb;
 pub mod time;
 

@@ -69,7 +69,11 @@ mod tests {
 
     #[test]
     fn first_sample_and_smoothing() {
-        let mut e = RttEstimator::new(Duration::from_secs(1), Duration::from_millis(200), Duration::from_secs(60));
+        let mut e = RttEstimator::new(
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+        );
         assert_eq!(e.rto(), Duration::from_secs(1));
         e.sample(Duration::from_millis(100));
         // RTO = SRTT + 4·RTTVAR = 100 + 4·50 = 300 ms.
@@ -87,7 +91,11 @@ mod tests {
 
     #[test]
     fn rto_never_below_the_minimum() {
-        let mut e = RttEstimator::new(Duration::from_secs(1), Duration::from_millis(200), Duration::from_secs(60));
+        let mut e = RttEstimator::new(
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+        );
         e.sample(Duration::from_micros(50));
         assert_eq!(e.rto(), Duration::from_millis(200));
     }

@@ -69,7 +69,10 @@ impl Sub<SeqNum> for SeqNum {
     type Output = usize;
     fn sub(self, rhs: SeqNum) -> usize {
         let d = self.diff(rhs);
-        debug_assert!(d >= 0, "sequence number subtraction underflow: {self} - {rhs}");
+        debug_assert!(
+            d >= 0,
+            "sequence number subtraction underflow: {self} - {rhs}"
+        );
         d.max(0) as usize
     }
 }

@@ -130,7 +130,10 @@ impl Tcb {
 
         // Seventh: segment text.
         if !seg.payload.is_empty()
-            && matches!(self.state, State::Established | State::FinWait1 | State::FinWait2)
+            && matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            )
         {
             self.receive_data(seq, &seg.payload, now);
         }
@@ -162,13 +165,20 @@ impl Tcb {
     /// RFC 9293 §3.10.7.4, the four cases of the acceptability test. With a zero window an
     /// in-sequence segment is still taken for its ACK (its text is then trimmed away).
     fn acceptable(&self, seq: SeqNum, seg_len: usize) -> bool {
-        let wnd = if self.rcv_adv > self.rcv_nxt { self.rcv_adv - self.rcv_nxt } else { 0 };
+        let wnd = if self.rcv_adv > self.rcv_nxt {
+            self.rcv_adv - self.rcv_nxt
+        } else {
+            0
+        };
         let end = self.rcv_nxt + wnd;
         match (seg_len, wnd) {
             (0, 0) => seq == self.rcv_nxt,
             (0, _) => seq.in_range(self.rcv_nxt, end),
             (_, 0) => seq == self.rcv_nxt,
-            _ => seq.in_range(self.rcv_nxt, end) || (seq + (seg_len as u32 - 1)).in_range(self.rcv_nxt, end),
+            _ => {
+                seq.in_range(self.rcv_nxt, end)
+                    || (seq + (seg_len as u32 - 1)).in_range(self.rcv_nxt, end)
+            }
         }
     }
 
@@ -200,7 +210,11 @@ impl Tcb {
             }
             self.dup_acks = 0;
             self.retransmit_count = 0;
-            self.rtx_at = if self.snd_una == self.snd_max { None } else { Some(now + self.rtt.rto()) };
+            self.rtx_at = if self.snd_una == self.snd_max {
+                None
+            } else {
+                Some(now + self.rtt.rto())
+            };
             if data > 0 {
                 self.events.push(Event::Writable);
             }
@@ -251,7 +265,8 @@ impl Tcb {
             {
                 let ms = self.ts_now(now).wrapping_sub(tsecr);
                 if ms < 60_000 {
-                    self.rtt.sample(std::time::Duration::from_millis(u64::from(ms.max(1))));
+                    self.rtt
+                        .sample(std::time::Duration::from_millis(u64::from(ms.max(1))));
                 }
             }
         } else if let Some((probe, sent)) = self.rtt_probe

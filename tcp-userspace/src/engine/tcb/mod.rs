@@ -53,7 +53,10 @@ impl State {
 
     /// Both SYNs seen (RFC 9293 "synchronized states").
     pub fn synchronized(self) -> bool {
-        !matches!(self, State::Listen | State::SynSent | State::SynReceived | State::Closed)
+        !matches!(
+            self,
+            State::Listen | State::SynSent | State::SynReceived | State::Closed
+        )
     }
 }
 
@@ -194,7 +197,13 @@ pub struct Tcb {
 }
 
 impl Tcb {
-    fn new(cfg: &EngineConfig, local: SocketAddr, remote: SocketAddr, iss: u32, now: Instant) -> Self {
+    fn new(
+        cfg: &EngineConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: u32,
+        now: Instant,
+    ) -> Self {
         let iss = SeqNum(iss);
         Self {
             cfg: cfg.clone(),
@@ -252,7 +261,13 @@ impl Tcb {
     }
 
     /// Active open (RFC 9293 §3.10.1): sends a SYN, enters SYN-SENT.
-    pub fn connect(cfg: &EngineConfig, local: SocketAddr, remote: SocketAddr, iss: u32, now: Instant) -> Self {
+    pub fn connect(
+        cfg: &EngineConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: u32,
+        now: Instant,
+    ) -> Self {
         let mut t = Self::new(cfg, local, remote, iss, now);
         t.ts_ok = cfg.timestamps;
         t.sack_ok = cfg.sack;
@@ -324,7 +339,9 @@ impl Tcb {
     /// Options of the peer's SYN (RFC 9293 §3.7.1, RFC 7323 §2-3, RFC 2018 §2).
     fn negotiate(&mut self, syn: &TcpRepr) {
         let o = &syn.options;
-        self.snd_mss = usize::from(o.mss.unwrap_or(536)).min(usize::from(self.cfg.mss)).max(64);
+        self.snd_mss = usize::from(o.mss.unwrap_or(536))
+            .min(usize::from(self.cfg.mss))
+            .max(64);
         self.cc = Box::new(NewReno::new(self.snd_mss));
         if let Some(ws) = o.wscale {
             self.snd_wscale = ws.min(14);
@@ -345,7 +362,13 @@ impl Tcb {
         if state == self.state {
             return;
         }
-        tracing::trace!("{} -> {}: {} -> {}", self.local, self.remote, self.state.name(), state.name());
+        tracing::trace!(
+            "{} -> {}: {} -> {}",
+            self.local,
+            self.remote,
+            self.state.name(),
+            state.name()
+        );
         self.state = state;
         match state {
             State::TimeWait => {
@@ -376,7 +399,12 @@ impl Tcb {
 
     /// Queues bytes for sending; returns how many fit in the send buffer.
     pub fn send(&mut self, data: &[u8], now: Instant) -> usize {
-        if self.close_requested || !matches!(self.state, State::SynSent | State::SynReceived | State::Established | State::CloseWait) {
+        if self.close_requested
+            || !matches!(
+                self.state,
+                State::SynSent | State::SynReceived | State::Established | State::CloseWait
+            )
+        {
             return 0;
         }
         let room = self.cfg.send_buffer.saturating_sub(self.snd_buf.len());

@@ -16,7 +16,8 @@ impl Tcb {
 
     /// Our TSval clock: milliseconds, continuing from what the handshake announced.
     pub(crate) fn ts_now(&self, now: Instant) -> u32 {
-        self.ts_base.wrapping_add((now - self.created).as_millis() as u32)
+        self.ts_base
+            .wrapping_add((now - self.created).as_millis() as u32)
     }
 
     /// Fills in ACK, window and options common to every segment we send after the SYN.
@@ -34,7 +35,11 @@ impl Tcb {
             adv >>= self.rcv_wscale;
         }
         seg.window = adv.min(usize::from(u16::MAX)) as u16;
-        let shift = if seg.flags & SYN == 0 { self.rcv_wscale } else { 0 };
+        let shift = if seg.flags & SYN == 0 {
+            self.rcv_wscale
+        } else {
+            0
+        };
         self.rcv_adv = self.rcv_nxt + (usize::from(seg.window) << shift);
         if self.ts_ok {
             seg.options.timestamps = Some((self.ts_now(now), self.ts_recent));
@@ -65,7 +70,9 @@ impl Tcb {
             options: TcpOptions {
                 mss: Some(self.cfg.mss),
                 // RFC 7323 §2.2: in a SYN-ACK, only if the SYN had it.
-                wscale: (self.state == State::SynSent || self.snd_wscale != 0 || self.rcv_wscale != 0)
+                wscale: (self.state == State::SynSent
+                    || self.snd_wscale != 0
+                    || self.rcv_wscale != 0)
                     .then_some(self.cfg.wscale),
                 sack_permitted: self.sack_ok,
                 ..TcpOptions::default()
@@ -88,9 +95,13 @@ impl Tcb {
     }
 
     /// A segment with no data: ACK (and whatever window/SACK information is current).
+    ///
+    /// Its sequence number is the highest we sent, not `snd_nxt`: after a timeout rewound
+    /// `snd_nxt` for go-back-N, an ACK numbered below the peer's RCV.NXT would fail its
+    /// acceptability test and its acknowledgment would be ignored.
     pub(crate) fn send_ack(&mut self, now: Instant) {
         let seg = TcpRepr {
-            seq: self.snd_nxt.0,
+            seq: self.snd_max.0,
             flags: ACK,
             ..TcpRepr::default()
         };
@@ -110,14 +121,20 @@ impl Tcb {
     pub(crate) fn output(&mut self, now: Instant) {
         let can_send = matches!(
             self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
         );
         while can_send {
             let sent = (self.snd_nxt - self.snd_buf_seq).min(self.snd_buf.len());
             let unsent = self.snd_buf.len() - sent;
             let in_flight = self.snd_nxt - self.snd_una;
             let window = self.snd_wnd.min(self.cc.window());
-            let n = unsent.min(window.saturating_sub(in_flight)).min(self.snd_mss);
+            let n = unsent
+                .min(window.saturating_sub(in_flight))
+                .min(self.snd_mss);
             // The FIN follows the last byte; after it is sent snd_nxt is past the end, so
             // this also re-sends it after a retransmission timeout rewound snd_nxt.
             let fin = self.close_requested && self.snd_nxt + n == self.buffer_end();
@@ -188,12 +205,21 @@ impl Tcb {
     /// After the application read data: announce the larger window if it grew by at least
     /// two segments or half the buffer (receiver-side SWS avoidance, RFC 9293 §3.8.6.2.2).
     pub(crate) fn maybe_window_update(&mut self, now: Instant) {
-        if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+        if !matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
             return;
         }
-        let advertised = if self.rcv_adv > self.rcv_nxt { self.rcv_adv - self.rcv_nxt } else { 0 };
+        let advertised = if self.rcv_adv > self.rcv_nxt {
+            self.rcv_adv - self.rcv_nxt
+        } else {
+            0
+        };
         // What the window field can express at all.
-        let wnd = self.rcv_window().min(usize::from(u16::MAX) << self.rcv_wscale);
+        let wnd = self
+            .rcv_window()
+            .min(usize::from(u16::MAX) << self.rcv_wscale);
         let step = (2 * usize::from(self.cfg.mss)).min(self.cfg.recv_buffer / 2);
         if wnd >= advertised + step {
             self.send_ack(now);

@@ -102,7 +102,10 @@ fn passive_open_three_way_handshake() {
     let synack = sent_one(&mut tcb);
     assert_seg(&synack, SYN | ACK, ISS, IRS + 1, b"");
     assert_eq!(synack.options.mss, Some(1460));
-    assert_eq!(synack.options.wscale, None, "no scaling offered to a SYN without it");
+    assert_eq!(
+        synack.options.wscale, None,
+        "no scaling offered to a SYN without it"
+    );
     // A retransmitted SYN gets the SYN-ACK again.
     tcb.on_segment(&syn(), t(5));
     assert_seg(&sent_one(&mut tcb), SYN | ACK, ISS, IRS + 1, b"");
@@ -149,7 +152,10 @@ fn active_open_refused_by_rst() {
     assert_eq!(tcb.state(), State::SynSent);
     tcb.on_segment(&seg(RST | ACK, 0, ISS + 1, b""), t(2));
     assert_eq!(tcb.state(), State::Closed);
-    assert!(tcb.take_events().contains(&Event::Reset(ResetReason::Refused)));
+    assert!(
+        tcb.take_events()
+            .contains(&Event::Reset(ResetReason::Refused))
+    );
 }
 
 #[test]
@@ -202,7 +208,10 @@ fn mss_segmentation() {
 #[test]
 fn out_of_order_segments_are_reassembled_with_sack() {
     let (l, r) = addrs();
-    let config = EngineConfig { sack: true, ..cfg() };
+    let config = EngineConfig {
+        sack: true,
+        ..cfg()
+    };
     let mut s = syn();
     s.options.sack_permitted = true;
     let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
@@ -255,12 +264,22 @@ fn graceful_close_initiated_by_the_peer_with_half_close() {
     assert!(tcb.recv_finished());
     // CLOSE-WAIT still sends.
     tcb.send(b"response", t(21));
-    assert_seg(&sent_one(&mut tcb), ACK | PSH, ISS + 1, IRS + 2, b"response");
+    assert_seg(
+        &sent_one(&mut tcb),
+        ACK | PSH,
+        ISS + 1,
+        IRS + 2,
+        b"response",
+    );
     tcb.close(t(22));
     assert_eq!(tcb.state(), State::LastAck);
     assert_seg(&sent_one(&mut tcb), ACK | FIN, ISS + 9, IRS + 2, b"");
     tcb.on_segment(&seg(ACK, IRS + 2, ISS + 10, b""), t(23));
-    assert_eq!(tcb.state(), State::Closed, "the passive closer has no TIME-WAIT");
+    assert_eq!(
+        tcb.state(),
+        State::Closed,
+        "the passive closer has no TIME-WAIT"
+    );
 }
 
 #[test]
@@ -329,7 +348,10 @@ fn rst_validation_rfc5961() {
     // Exact: reset.
     tcb.on_segment(&seg(RST, IRS + 1, 0, b""), t(23));
     assert_eq!(tcb.state(), State::Closed);
-    assert!(tcb.take_events().contains(&Event::Reset(ResetReason::PeerReset)));
+    assert!(
+        tcb.take_events()
+            .contains(&Event::Reset(ResetReason::PeerReset))
+    );
 }
 
 #[test]
@@ -355,14 +377,21 @@ fn retransmission_with_backoff_then_reset() {
     for i in 0..3 {
         tcb.on_timer(now);
         let s = sent_one(&mut tcb);
-        assert_eq!((s.seq, &s.payload[..]), (ISS + 1, &b"data"[..]), "retransmission {i}");
+        assert_eq!(
+            (s.seq, &s.payload[..]),
+            (ISS + 1, &b"data"[..]),
+            "retransmission {i}"
+        );
         assert_eq!(tcb.rto(), rto * (1 << (i + 1)), "exponential backoff");
         now = now + tcb.rto();
     }
     tcb.on_timer(now);
     assert_seg(&sent_one(&mut tcb), RST, ISS + 5, 0, b"");
     assert_eq!(tcb.state(), State::Closed);
-    assert!(tcb.take_events().contains(&Event::Reset(ResetReason::RetransmitLimit)));
+    assert!(
+        tcb.take_events()
+            .contains(&Event::Reset(ResetReason::RetransmitLimit))
+    );
 }
 
 #[test]
@@ -397,7 +426,10 @@ fn zero_window_is_probed() {
     let probe = sent_one(&mut tcb);
     assert_eq!((probe.seq, &probe.payload[..]), (ISS + 1, &b"a"[..]));
     // The window opens: data flows.
-    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), at + Duration::from_millis(5));
+    tcb.on_segment(
+        &seg(ACK, IRS + 1, ISS + 1, b""),
+        at + Duration::from_millis(5),
+    );
     assert_seg(&sent_one(&mut tcb), ACK | PSH, ISS + 1, IRS + 1, b"abc");
 }
 
@@ -413,7 +445,10 @@ fn keepalive_declares_a_silent_peer_dead() {
     }
     tcb.on_timer(now);
     assert_seg(&sent_one(&mut tcb), RST, ISS + 1, 0, b"");
-    assert!(tcb.take_events().contains(&Event::Reset(ResetReason::KeepaliveTimeout)));
+    assert!(
+        tcb.take_events()
+            .contains(&Event::Reset(ResetReason::KeepaliveTimeout))
+    );
 }
 
 #[test]
@@ -422,15 +457,24 @@ fn keepalive_answered_keeps_the_connection() {
     let now = t(10) + Duration::from_secs(10);
     tcb.on_timer(now);
     sent_one(&mut tcb);
-    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), now + Duration::from_millis(1));
-    assert_eq!(tcb.next_deadline(), Some(now + Duration::from_millis(1) + Duration::from_secs(10)));
+    tcb.on_segment(
+        &seg(ACK, IRS + 1, ISS + 1, b""),
+        now + Duration::from_millis(1),
+    );
+    assert_eq!(
+        tcb.next_deadline(),
+        Some(now + Duration::from_millis(1) + Duration::from_secs(10))
+    );
     assert_eq!(tcb.state(), State::Established);
 }
 
 #[test]
 fn paws_drops_old_timestamps() {
     let (l, r) = addrs();
-    let config = EngineConfig { timestamps: true, ..cfg() };
+    let config = EngineConfig {
+        timestamps: true,
+        ..cfg()
+    };
     let mut s = syn();
     s.options.timestamps = Some((1000, 0));
     let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
@@ -460,8 +504,15 @@ fn established_from_a_cookie_handshake() {
     };
     let mut ack = seg(ACK, IRS + 1, ISS + 1, b"");
     ack.window = 502;
-    ack.options = TcpOptions { timestamps: Some((78, 4242)), ..TcpOptions::default() };
-    let config = EngineConfig { timestamps: true, sack: true, ..cfg() };
+    ack.options = TcpOptions {
+        timestamps: Some((78, 4242)),
+        ..TcpOptions::default()
+    };
+    let config = EngineConfig {
+        timestamps: true,
+        sack: true,
+        ..cfg()
+    };
     let mut tcb = Tcb::from_cookie(&config, l, r, &h, &ack, t(0));
     assert_eq!(tcb.state(), State::Established);
     assert_eq!(tcb.snd_wnd(), 502 << 7);
@@ -474,5 +525,8 @@ fn established_from_a_cookie_handshake() {
     assert_seg(&a, ACK, ISS + 1, IRS + 6, b"");
     let (tsval, tsecr) = a.options.timestamps.expect("timestamps");
     assert_eq!(tsecr, 79);
-    assert!(tsval.wrapping_sub(4242) < 1000, "our TSval continues the SYN-ACK's clock");
+    assert!(
+        tsval.wrapping_sub(4242) < 1000,
+        "our TSval continues the SYN-ACK's clock"
+    );
 }

@@ -15,7 +15,8 @@ impl Tcb {
             return;
         }
         if self.fin_wait2_at.is_some_and(|t| now >= t) && self.state == State::FinWait2 {
-            self.events.push(super::Event::Reset(ResetReason::FinWait2Timeout));
+            self.events
+                .push(super::Event::Reset(ResetReason::FinWait2Timeout));
             self.set_state(State::Closed, now);
             return;
         }
@@ -62,7 +63,8 @@ impl Tcb {
         let Some(k) = self.cfg.keepalive.clone() else {
             return;
         };
-        let idle = matches!(self.state, State::Established | State::CloseWait) && self.snd_una == self.snd_max;
+        let idle = matches!(self.state, State::Established | State::CloseWait)
+            && self.snd_una == self.snd_max;
         if !idle {
             self.keepalive_at = Some(now + k.idle);
             return;
