@@ -4,11 +4,16 @@
 pub mod assembler;
 pub mod cc;
 pub mod config;
+pub mod fuzz;
+pub mod isn;
 pub mod rtt;
 pub mod seq;
+pub mod table;
 pub mod tcb;
 pub mod time;
+pub mod timer;
 
 pub use config::EngineConfig;
+pub use table::{ConnKey, Engine, EngineCounters, Outgoing};
 pub use tcb::{CookieHandshake, Event, ResetReason, State, Tcb};
 pub use time::Instant;
