@@ -184,6 +184,9 @@ impl Tcb {
 
     fn process_ack(&mut self, seg: &TcpRepr, ack: SeqNum, now: Instant) {
         let seq = SeqNum(seg.seq);
+        if self.sack_ok {
+            self.record_sack(seg, ack);
+        }
         let mss = self.snd_mss;
         let in_flight = self.snd_max - self.snd_una;
         if ack > self.snd_una {
@@ -254,6 +257,28 @@ impl Tcb {
             State::LastAck if fin_acked => self.set_state(State::Closed, now),
             _ => {}
         }
+    }
+
+    /// Merges the segment's SACK blocks into the scoreboard (RFC 2018 §3; blocks outside
+    /// (SND.UNA, SND.MAX] are ignored as invalid) and forgets what the ACK now covers.
+    fn record_sack(&mut self, seg: &TcpRepr, ack: SeqNum) {
+        let una = ack.max(self.snd_una);
+        for (l, r) in seg.options.sack.iter().flatten() {
+            let (l, r) = (SeqNum(*l), SeqNum(*r));
+            if l < r && l >= una && r <= self.snd_max {
+                self.sacked.push((l, r));
+            }
+        }
+        self.sacked.retain(|&(_, r)| r > una);
+        self.sacked.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut merged: Vec<(SeqNum, SeqNum)> = Vec::with_capacity(self.sacked.len());
+        for &(l, r) in &self.sacked {
+            match merged.last_mut() {
+                Some(last) if l <= last.1 => last.1 = last.1.max(r),
+                _ => merged.push((l.max(una), r)),
+            }
+        }
+        self.sacked = merged;
     }
 
     /// RTT measurement: from the echoed timestamp (RFC 7323 §4), else from one timed segment,

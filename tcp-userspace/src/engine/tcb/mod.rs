@@ -175,6 +175,9 @@ pub struct Tcb {
     /// NewReno: recovery ends when this is acknowledged (RFC 6582 "recover").
     pub(crate) recover: Option<SeqNum>,
     pub(crate) retransmit_count: u32,
+    /// Ranges above `snd_una` the peer reported holding (RFC 2018 scoreboard), sorted,
+    /// disjoint; retransmissions skip them.
+    pub(crate) sacked: Vec<(SeqNum, SeqNum)>,
 
     // Timers (absolute deadlines).
     pub(crate) rtx_at: Option<Instant>,
@@ -244,6 +247,7 @@ impl Tcb {
             dup_acks: 0,
             recover: None,
             retransmit_count: 0,
+            sacked: Vec::new(),
             rtx_at: None,
             persist_at: None,
             persist_backoff: 0,

@@ -128,8 +128,25 @@ impl Tcb {
                 | State::LastAck
         );
         while can_send {
+            // Retransmitting after a timeout: skip what the peer SACKed (RFC 2018, RFC 6675's
+            // idea without its full pipe accounting).
+            if self.snd_nxt < self.snd_max
+                && let Some(&(_, r)) = self
+                    .sacked
+                    .iter()
+                    .find(|&&(l, r)| l <= self.snd_nxt && self.snd_nxt < r)
+            {
+                self.snd_nxt = r;
+                continue;
+            }
             let sent = (self.snd_nxt - self.snd_buf_seq).min(self.snd_buf.len());
-            let unsent = self.snd_buf.len() - sent;
+            let mut unsent = self.snd_buf.len() - sent;
+            // A retransmission stops at the next SACKed block.
+            if self.snd_nxt < self.snd_max
+                && let Some(&(l, _)) = self.sacked.iter().find(|&&(l, _)| l > self.snd_nxt)
+            {
+                unsent = unsent.min(l - self.snd_nxt);
+            }
             let in_flight = self.snd_nxt - self.snd_una;
             let window = self.snd_wnd.min(self.cc.window());
             let n = unsent

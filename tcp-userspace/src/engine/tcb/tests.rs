@@ -530,3 +530,36 @@ fn established_from_a_cookie_handshake() {
         "our TSval continues the SYN-ACK's clock"
     );
 }
+
+#[test]
+fn retransmission_after_timeout_skips_sacked_data() {
+    let (l, r) = addrs();
+    let config = EngineConfig {
+        sack: true,
+        ..cfg()
+    };
+    let mut s = syn();
+    s.options.sack_permitted = true;
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    sent_one(&mut tcb);
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(1));
+    tcb.send(&[9u8; 4 * 1400], t(2));
+    assert_eq!(tcb.take_outgoing().len(), 4);
+    // Of the four segments 0..=3 the peer reports holding segment 1 only.
+    let mut a = seg(ACK, IRS + 1, ISS + 1, b"");
+    a.options.sack[0] = Some((ISS + 1 + 1400, ISS + 1 + 2800));
+    tcb.on_segment(&a, t(3));
+    let at = tcb.next_deadline().unwrap();
+    tcb.on_timer(at);
+    let first = sent_one(&mut tcb);
+    assert_eq!(first.seq, ISS + 1);
+    // The ACK of the first opens the window: the SACKed second segment is skipped.
+    tcb.on_segment(
+        &seg(ACK, IRS + 1, ISS + 1 + 1400, b""),
+        at + Duration::from_millis(10),
+    );
+    let out = tcb.take_outgoing();
+    let seqs: Vec<u32> = out.iter().map(|s| s.seq).collect();
+    // The window allows one more segment: segment 2, not the SACKed segment 1.
+    assert_eq!(seqs, vec![ISS + 1 + 2800], "{out:#?}");
+}
