@@ -43,25 +43,45 @@ pub enum Command {
 pub struct RunArgs {
     /// Network interface to attach to.
     #[arg(long, value_name = "IF")]
-    pub iface: String,
+    pub iface: Option<String>,
     /// XDP attach mode: `drv` (native driver) or `skb` (generic). Default: drv, falling back
     /// to skb with a warning when the driver has no XDP support.
     #[arg(long, value_enum)]
     pub mode: Option<AttachMode>,
-    /// A protected address (repeatable): SYNs to it are answered at the NIC, its flows go to
-    /// tcpfront. `0.0.0.0:PORT` / `[::]:PORT` protect PORT on every address. Without any,
-    /// tcpfront only counts and scrubs.
+    /// A protected address (repeatable): SYNs to it are answered at the NIC, its connections
+    /// are terminated by tcpfront and relayed. `0.0.0.0:PORT` / `[::]:PORT` protect PORT on
+    /// every address. Without any, tcpfront only counts and scrubs.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     pub listen: Vec<std::net::SocketAddr>,
-    /// Answer SYNs with SYN cookies in XDP (`on`), or hand them to the engine (`off`).
-    #[arg(long, value_enum, default_value_t = OnOff::On)]
-    pub syn_cookies: OnOff,
-    /// What to do with an ACK to a protected port whose cookie is invalid.
-    #[arg(long, value_enum, default_value_t = InvalidCookie::Drop)]
-    pub invalid_cookie: InvalidCookie,
+    /// Where connections are relayed to, over kernel TCP.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub upstream: Option<String>,
+    /// Built-in upstream that echoes every byte back (demos, tests).
+    #[arg(long)]
+    pub echo: bool,
+    /// Maximum concurrent connections; beyond it new ones are answered with RST and counted.
+    /// Default 100000.
+    #[arg(long, value_name = "N")]
+    pub max_conns: Option<usize>,
+    /// Maximum segment lifetime; TIME-WAIT lasts twice this. Default 30s.
+    #[arg(long, value_name = "DURATION")]
+    pub msl: Option<String>,
+    /// Number of RX queues to serve (one AF_XDP socket each). Default: the interface's.
+    #[arg(long, value_name = "N")]
+    pub queues: Option<u32>,
+    /// Answer SYNs with SYN cookies in XDP (`on`, default), or hand them to the engine (`off`).
+    #[arg(long, value_enum)]
+    pub syn_cookies: Option<OnOff>,
+    /// What to do with an ACK to a protected port whose cookie is invalid (default `drop`).
+    #[arg(long, value_enum)]
+    pub invalid_cookie: Option<InvalidCookie>,
     /// Drop illegal flag combinations for every destination, not only protected ports.
     #[arg(long)]
     pub scrub_all: bool,
+    /// A TOML file with any of these settings (keys named like the flags: `listen = [..]`,
+    /// `upstream`, `max-conns`, …). Flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

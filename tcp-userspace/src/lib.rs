@@ -5,9 +5,12 @@
 pub mod bpf;
 pub mod cli;
 pub mod cmd;
+pub mod datapath;
 pub mod engine;
 pub mod instance;
 pub mod logging;
 pub mod netns;
+pub mod relay;
+pub mod settings;
 pub mod wire;
 pub mod xsk;

@@ -11,11 +11,14 @@ use tcp_common::{XDP_PROGRAM, map_names};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    bpf::config::FastPathSettings,
     bpf::{self, attach, bpffs},
-    cli::{InvalidCookie, OnOff, RunArgs},
+    cli::RunArgs,
+    datapath::{Datapath, QueueConfig},
     instance::{self, InstanceLock, Paths},
     logging,
+    relay::{self, Upstream},
+    settings::RunSettings,
+    xsk::XskMode,
 };
 
 /// Removes the pins when dropped, so that an error or a panic after pinning leaves nothing.
@@ -30,9 +33,14 @@ impl Drop for Pins<'_> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let settings = RunSettings::resolve(&args)?;
     instance::require_root("tcpfront run")?;
-    let paths = Paths::new(&args.iface)?;
-    super::interface_index(&args.iface)?;
+    let iface = settings.iface.clone();
+    let paths = Paths::new(&iface)?;
+    super::interface_index(&iface)?;
+    if let Some(Upstream::Tcp(addr)) = &settings.upstream {
+        relay::check_resolves(addr).await?;
+    }
     bpffs::ensure_mounted()?;
     let _lock = InstanceLock::acquire(&paths)?;
     instance::remove_stale_state(&paths)?;
@@ -40,22 +48,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut ebpf = bpf::open_object()?;
     // Keep the logger alive as long as the program: it owns the log ring buffer.
     let log_task = logging::spawn_ebpf_logger(&mut ebpf);
-
-    let settings = FastPathSettings {
-        listen: args.listen.clone(),
-        syn_cookies: args.syn_cookies == OnOff::On,
-        rst_invalid_cookie: args.invalid_cookie == InvalidCookie::Rst,
-        scrub_all: args.scrub_all,
-        ..FastPathSettings::default()
-    };
     bpf::load_xdp(&mut ebpf)?;
     // Configure before attaching: the program never sees a half-written configuration.
-    bpf::config::apply(&mut ebpf, &settings)?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(XDP_PROGRAM)
-        .context("program vanished")?
-        .try_into()?;
-    let (link, mode) = attach::attach(prog, &args.iface, args.mode)?;
+    bpf::config::apply(&mut ebpf, &settings.fast_path)?;
 
     fs::create_dir_all(&paths.pin_dir)
         .with_context(|| format!("creating {}", paths.pin_dir.display()))?;
@@ -66,26 +61,58 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .pin(paths.pin(name))
             .with_context(|| format!("pinning {name}"))?;
     }
+
+    // AF_XDP sockets are registered before the program goes live, so no flow finds its queue
+    // without a socket.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut datapaths = Vec::new();
+    if let Some(upstream) = &settings.upstream {
+        let queues = settings.queues.unwrap_or_else(|| rx_queues(&iface));
+        for queue in 0..queues {
+            let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+            let dp = Datapath::open(
+                QueueConfig {
+                    iface: iface.clone(),
+                    queue,
+                    mode: XskMode::Copy,
+                    engine: settings.engine.clone(),
+                    listen: settings.fast_path.listen.clone(),
+                    upstream: upstream.clone(),
+                    flows_pin: paths.pin(map_names::FLOWS),
+                    xsks_pin: paths.pin(map_names::XSKS),
+                },
+                cmd_tx,
+            )?;
+            datapaths.push(tokio::spawn(dp.run(cmd_rx, stop_rx.clone())));
+        }
+        tracing::info!(
+            "serving {queues} queue(s) over AF_XDP (copy mode), relaying to {upstream:?}"
+        );
+    }
+
+    let prog: &mut Xdp = ebpf
+        .program_mut(XDP_PROGRAM)
+        .context("program vanished")?
+        .try_into()?;
+    let (link, mode) = attach::attach(prog, &iface, settings.mode)?;
     let counters = ebpf
         .map(map_names::COUNTERS)
         .context("the XDP object has no COUNTERS map")?;
-    // Typed handle for the shutdown summary.
     let counters: PerCpuArray<&MapData, u64> =
         PerCpuArray::try_from(counters).context("COUNTERS has an unexpected type")?;
 
     tracing::info!(
-        "attached to {} in {} mode; maps pinned in {}",
-        args.iface,
+        "attached to {iface} in {} mode; maps pinned in {}",
         mode.name(),
         paths.pin_dir.display()
     );
-    if settings.listen.is_empty() {
+    if settings.fast_path.listen.is_empty() {
         tracing::info!("no --listen address: counting and scrubbing only");
     }
-    for addr in &settings.listen {
+    for addr in &settings.fast_path.listen {
         tracing::info!(
             "protecting {addr} (SYN cookies {})",
-            if settings.syn_cookies {
+            if settings.fast_path.syn_cookies {
                 "in XDP"
             } else {
                 "off: engine handshake"
@@ -93,8 +120,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
 
-    wait_for_shutdown_signal().await?;
+    let result = tokio::select! {
+        r = wait_for_shutdown_signal() => r,
+        r = first_failure(&mut datapaths) => r,
+    };
     tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    for d in datapaths {
+        let _ = d.await;
+    }
     if let Ok(snapshot) = bpf::counters::read(&counters) {
         tracing::info!(
             "frames seen: {}, tcp: {}",
@@ -112,8 +146,83 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(task) = log_task {
         task.abort();
     }
-    tracing::info!("detached from {} and unpinned", args.iface);
-    Ok(())
+    tracing::info!("detached from {iface} and unpinned");
+    result
+}
+
+/// Resolves with the first datapath that ends (it only ends on error before shutdown).
+async fn first_failure(
+    datapaths: &mut [tokio::task::JoinHandle<anyhow::Result<()>>],
+) -> anyhow::Result<()> {
+    if datapaths.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    let (r, _, _) = futures_select_all(datapaths).await;
+    match r {
+        Ok(Ok(())) => anyhow::bail!("a datapath stopped unexpectedly"),
+        Ok(Err(e)) => Err(e.context("datapath failed")),
+        Err(e) => Err(anyhow::anyhow!("datapath panicked: {e}")),
+    }
+}
+
+/// Polls every handle; resolves with the first finished one.
+async fn futures_select_all(
+    handles: &mut [tokio::task::JoinHandle<anyhow::Result<()>>],
+) -> (
+    Result<anyhow::Result<()>, tokio::task::JoinError>,
+    usize,
+    (),
+) {
+    std::future::poll_fn(|cx| {
+        for (i, h) in handles.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(h).poll(cx) {
+                return std::task::Poll::Ready((r, i, ()));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// RX queues of the interface (ETHTOOL_GCHANNELS), 1 if the driver does not say.
+fn rx_queues(iface: &str) -> u32 {
+    #[repr(C)]
+    #[derive(Default)]
+    struct EthtoolChannels {
+        cmd: u32,
+        max_rx: u32,
+        max_tx: u32,
+        max_other: u32,
+        max_combined: u32,
+        rx_count: u32,
+        tx_count: u32,
+        other_count: u32,
+        combined_count: u32,
+    }
+    const ETHTOOL_GCHANNELS: u32 = 0x3c;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    // SAFETY: a plain ioctl on a throw-away socket with a correctly sized ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return 1;
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (d, s) in ifr.ifr_name.iter_mut().zip(iface.bytes()) {
+            *d = s as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
+        let rc = libc::ioctl(fd, SIOCETHTOOL, &mut ifr);
+        libc::close(fd);
+        if rc != 0 {
+            return 1;
+        }
+    }
+    (ch.rx_count + ch.combined_count).max(1)
 }
 
 async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
