@@ -59,8 +59,10 @@ impl Tcb {
                 if self.state == State::TimeWait && has(FIN) {
                     // A retransmitted FIN: our ACK was lost. Acknowledge, restart 2·MSL.
                     self.time_wait_at = Some(now + self.cfg.msl * 2);
+                    self.send_ack(now);
+                } else {
+                    self.send_oow_ack(now);
                 }
-                self.send_ack(now);
             }
             return;
         }
@@ -115,12 +117,8 @@ impl Tcb {
             self.arm_keepalive(now);
         }
         // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
-        if ack > self.snd_max {
-            self.send_ack(now);
-            return;
-        }
-        if ack < self.snd_una - (self.max_snd_wnd as u32) {
-            self.send_ack(now);
+        if ack > self.snd_max || ack < self.snd_una - (self.max_snd_wnd as u32) {
+            self.send_oow_ack(now);
             return;
         }
         self.process_ack(seg, ack, now);
@@ -160,6 +158,20 @@ impl Tcb {
             self.arm_keepalive(now);
         }
         self.output(now);
+    }
+
+    /// An ACK answering an unacceptable segment, at most one per 500 ms (RFC 5961 §7; Linux's
+    /// tcp_invalid_ratelimit): two ends that each find the other's ACKs out of window must
+    /// not ping-pong forever.
+    fn send_oow_ack(&mut self, now: Instant) {
+        if self
+            .last_oow_ack
+            .is_some_and(|t| now.saturating_since(t) < std::time::Duration::from_millis(500))
+        {
+            return;
+        }
+        self.last_oow_ack = Some(now);
+        self.send_ack(now);
     }
 
     /// RFC 9293 §3.10.7.4, the four cases of the acceptability test. With a zero window an

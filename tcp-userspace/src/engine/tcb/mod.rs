@@ -189,6 +189,8 @@ pub struct Tcb {
     pub(crate) time_wait_at: Option<Instant>,
     pub(crate) fin_wait2_at: Option<Instant>,
 
+    /// When we last answered an unacceptable segment with an ACK (rate limit, RFC 5961 §7).
+    pub(crate) last_oow_ack: Option<Instant>,
     /// An ACK must go out with the next transmission (or alone).
     pub(crate) ack_now: bool,
     /// Full-sized segments received since the last ACK (RFC 9293 §3.8.6.3: ACK every second).
@@ -240,7 +242,9 @@ impl Tcb {
             sack_ok: false,
             ts_ok: false,
             ts_recent: 0,
-            ts_base: 0,
+            // An arbitrary clock origin (RFC 7323 §5.4), so that TSval 0 (which peers may
+            // read as "no echo") is not what the first segments carry.
+            ts_base: iss.0.rotate_left(13) | 1,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
             cc: Box::new(NewReno::new(536)),
@@ -256,6 +260,7 @@ impl Tcb {
             keepalive_probes: 0,
             time_wait_at: None,
             fin_wait2_at: None,
+            last_oow_ack: None,
             ack_now: false,
             unacked_segments: 0,
             outbox: Vec::new(),

@@ -14,6 +14,22 @@ impl Tcb {
             .saturating_sub(self.rcv_buf.len() + self.assembler.len())
     }
 
+    /// Payload that fits in one segment: the MSS less the options every segment carries
+    /// (RFC 9293 §3.7.1: the MSS counts data only; RFC 7323 §3.2: the timestamps option takes
+    /// 12 bytes of it in practice, as do SACK blocks).
+    pub(crate) fn eff_mss(&self) -> usize {
+        let mut opts = if self.ts_ok { 12 } else { 0 };
+        if self.sack_ok && !self.assembler.is_empty() {
+            let blocks = self
+                .assembler
+                .ranges()
+                .len()
+                .min(if self.ts_ok { 3 } else { 4 });
+            opts += 4 + 8 * blocks;
+        }
+        self.snd_mss.saturating_sub(opts).max(1)
+    }
+
     /// Our TSval clock: milliseconds, continuing from what the handshake announced.
     pub(crate) fn ts_now(&self, now: Instant) -> u32 {
         self.ts_base
@@ -96,12 +112,17 @@ impl Tcb {
 
     /// A segment with no data: ACK (and whatever window/SACK information is current).
     ///
-    /// Its sequence number is the highest we sent, not `snd_nxt`: after a timeout rewound
-    /// `snd_nxt` for go-back-N, an ACK numbered below the peer's RCV.NXT would fail its
-    /// acceptability test and its acknowledgment would be ignored.
+    /// Its sequence number is the highest we sent that lies in the peer's window (Linux's
+    /// `tcp_acceptable_seq`), not `snd_nxt`: after a timeout rewound `snd_nxt` for go-back-N,
+    /// an ACK numbered below the peer's RCV.NXT would fail its acceptability test and its
+    /// acknowledgment would be ignored.
     pub(crate) fn send_ack(&mut self, now: Instant) {
+        let seq = self
+            .snd_max
+            .min(self.snd_una + self.snd_wnd)
+            .max(self.snd_nxt.min(self.snd_max));
         let seg = TcpRepr {
-            seq: self.snd_max.0,
+            seq: seq.0,
             flags: ACK,
             ..TcpRepr::default()
         };
@@ -151,7 +172,7 @@ impl Tcb {
             let window = self.snd_wnd.min(self.cc.window());
             let n = unsent
                 .min(window.saturating_sub(in_flight))
-                .min(self.snd_mss);
+                .min(self.eff_mss());
             // The FIN follows the last byte; after it is sent snd_nxt is past the end, so
             // this also re-sends it after a retransmission timeout rewound snd_nxt.
             let fin = self.close_requested && self.snd_nxt + n == self.buffer_end();
@@ -163,7 +184,7 @@ impl Tcb {
                 break;
             }
             // Nagle (RFC 9293 §3.7.4): hold a runt while data is unacknowledged.
-            if self.cfg.nagle && n < self.snd_mss && in_flight > 0 && !fin {
+            if self.cfg.nagle && n < self.eff_mss() && in_flight > 0 && !fin {
                 break;
             }
             self.send_data(sent, n, fin, now);
@@ -253,7 +274,7 @@ impl Tcb {
         }
         self.snd_nxt = self.snd_una;
         let sent = (self.snd_nxt - self.snd_buf_seq).min(self.snd_buf.len());
-        let n = (self.snd_buf.len() - sent).min(self.snd_mss);
+        let n = (self.snd_buf.len() - sent).min(self.eff_mss());
         let fin = self.close_requested && self.snd_nxt + n == self.buffer_end();
         if n > 0 || fin {
             self.send_data(sent, n, fin, now);
@@ -266,7 +287,7 @@ impl Tcb {
     pub(crate) fn fast_retransmit(&mut self, now: Instant) {
         let saved = self.snd_nxt;
         self.snd_nxt = self.snd_una;
-        let n = self.snd_buf.len().min(self.snd_mss);
+        let n = self.snd_buf.len().min(self.eff_mss());
         let fin = self.close_requested && self.snd_nxt + n == self.buffer_end();
         if n > 0 || fin {
             self.send_data(0, n, fin, now);

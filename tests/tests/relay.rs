@@ -1,0 +1,419 @@
+//! tcpfront serving real kernel TCP clients end to end: XDP cookie handshake, AF_XDP, the
+//! engine, and the relay to an upstream in the front-end namespace.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya::maps::{HashMap, Map, MapData};
+use sha2::{Digest as _, Sha256};
+use tcp_common::maps::{FlowKey, FlowValue};
+use tcpfront_tests::{
+    lab::Lab,
+    netns::{command_in, run_in, spawn_in},
+    process::{ChildGuard, Tcpfront, tcpfront_bin},
+};
+
+const PORT: u16 = 8080;
+const UPSTREAM: u16 = 18080;
+
+fn lab() -> anyhow::Result<Lab> {
+    Lab::unique(Some(&tcpfront_bin()))
+}
+
+fn start(lab: &Lab, upstream: &str, extra: &[&str]) -> anyhow::Result<Tcpfront> {
+    let mut args = vec![
+        "--listen".to_string(),
+        format!("0.0.0.0:{PORT}"),
+        "--listen".to_string(),
+        format!("[::]:{PORT}"),
+    ];
+    if upstream == "echo" {
+        args.push("--echo".into());
+    } else {
+        args.push("--upstream".into());
+        args.push(upstream.into());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Tcpfront::start(lab, &refs)
+}
+
+fn client_addr(lab: &Lab, v6: bool) -> SocketAddr {
+    SocketAddr::new(lab.front_addr(v6), PORT)
+}
+
+fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))?;
+    Ok(s)
+}
+
+/// An upstream in the front-end namespace on 127.0.0.1:UPSTREAM, running `serve` for each of
+/// `conns` connections in turn.
+fn upstream<F>(
+    lab: &Lab,
+    conns: usize,
+    serve: F,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>>
+where
+    F: Fn(TcpStream) -> anyhow::Result<()> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = spawn_in(&lab.names.front_ns, move || {
+        let l = TcpListener::bind(("127.0.0.1", UPSTREAM))?;
+        tx.send(()).ok();
+        for _ in 0..conns {
+            let (s, _) = l.accept()?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            serve(s)?;
+        }
+        Ok(())
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .context("upstream did not start")?;
+    Ok(h)
+}
+
+fn join(h: std::thread::JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {
+    h.join().map_err(|_| anyhow::anyhow!("thread panicked"))?
+}
+
+fn flows(lab: &Lab) -> anyhow::Result<usize> {
+    let data = MapData::from_pin(lab.pin_dir().join("FLOWS"))?;
+    let map: HashMap<MapData, FlowKey, FlowValue> = HashMap::try_from(Map::LruHashMap(data))?;
+    Ok(map.keys().filter_map(Result::ok).count())
+}
+
+#[test]
+fn curl_through_tcpfront_ipv4_and_ipv6() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let www = std::env::temp_dir().join(format!("tcpfront-www-{}", lab.names.front_if));
+    std::fs::create_dir_all(&www)?;
+    let body: String = (0..2000)
+        .map(|i| format!("line {i} through tcpfront\n"))
+        .collect();
+    std::fs::write(www.join("index.html"), &body)?;
+    let _http = ChildGuard::spawn(
+        "http.server",
+        command_in(&lab.names.front_ns, "python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &UPSTREAM.to_string(),
+            ])
+            .current_dir(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    let tf = start(&lab, &format!("127.0.0.1:{UPSTREAM}"), &[])?;
+    for host in [
+        lab.front_addr(false).to_string(),
+        format!("[{}]", lab.front_addr(true)),
+    ] {
+        let url = format!("http://{host}:{PORT}/index.html");
+        let mut got = None;
+        for _ in 0..50 {
+            let out = command_in(&lab.names.client_ns, "curl")
+                .args(["-sS", "--max-time", "10", &url])
+                .output()?;
+            if out.status.success() {
+                got = Some(String::from_utf8(out.stdout)?);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100)); // http.server still starting
+        }
+        let got = got.with_context(|| format!("curl {url} never succeeded"))?;
+        assert!(
+            got == body,
+            "{url}: {} bytes differ from the {} expected",
+            got.len(),
+            body.len()
+        );
+    }
+    let stats = tf.stats()?;
+    assert!(
+        Tcpfront::counter(&stats, "cookie_ack_valid") >= 2,
+        "{stats}"
+    );
+    assert_eq!(Tcpfront::counter(&stats, "drop_no_socket"), 0);
+    let _ = std::fs::remove_dir_all(&www);
+    assert!(tf.stop()?.success());
+    Ok(())
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8)
+        .collect()
+}
+
+const BULK: usize = 100 * 1024 * 1024;
+
+#[test]
+fn hundred_megabytes_up_and_down_are_byte_exact() -> anyhow::Result<()> {
+    let lab = lab()?;
+    // Upload: the upstream hashes what it receives and answers with the digest.
+    // Download: the upstream sends BULK bytes and closes.
+    let down = pattern(BULK, 7);
+    let down_hash = sha256(&down);
+    let up = upstream(&lab, 2, move |mut s| {
+        let mut kind = [0u8; 1];
+        s.read_exact(&mut kind)?;
+        if kind[0] == b'U' {
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = s.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            s.write_all(&h.finalize())?;
+        } else {
+            s.write_all(&down)?;
+        }
+        Ok(())
+    })?;
+    let tf = start(&lab, &format!("127.0.0.1:{UPSTREAM}"), &[])?;
+    let addr = client_addr(&lab, false);
+    let upload = pattern(BULK, 3);
+    let upload_hash = sha256(&upload);
+    let t0 = Instant::now();
+    let (got_up, got_down) = run_in(&lab.names.client_ns, move || {
+        let mut s = connect(addr)?;
+        s.write_all(b"U")?;
+        s.write_all(&upload)?;
+        s.shutdown(Shutdown::Write)?;
+        let mut digest = Vec::new();
+        s.read_to_end(&mut digest)?;
+        let mut s = connect(addr)?;
+        s.write_all(b"D")?;
+        s.shutdown(Shutdown::Write)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0;
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+            h.update(&buf[..n]);
+        }
+        anyhow::ensure!(total == BULK, "downloaded {total} bytes");
+        Ok((digest, <[u8; 32]>::from(h.finalize())))
+    })?;
+    eprintln!("200 MB through tcpfront in {:?}", t0.elapsed());
+    assert_eq!(got_up, upload_hash.to_vec(), "upload SHA-256 differs");
+    assert_eq!(got_down, down_hash, "download SHA-256 differs");
+    join(up)?;
+    assert!(tf.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn half_close_client_still_gets_the_whole_response() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let up = upstream(&lab, 1, |mut s| {
+        let mut req = Vec::new();
+        s.read_to_end(&mut req)?; // ends only when the client's FIN was relayed
+        anyhow::ensure!(req == b"request", "upstream got {req:?}");
+        s.write_all(&vec![b'r'; 300_000])?;
+        Ok(())
+    })?;
+    let tf = start(&lab, &format!("127.0.0.1:{UPSTREAM}"), &[])?;
+    let addr = client_addr(&lab, true);
+    let n = run_in(&lab.names.client_ns, move || {
+        let mut s = connect(addr)?;
+        s.write_all(b"request")?;
+        s.shutdown(Shutdown::Write)?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp)?;
+        anyhow::ensure!(resp.iter().all(|&b| b == b'r'));
+        Ok(resp.len())
+    })?;
+    assert_eq!(n, 300_000);
+    join(up)?;
+    assert!(tf.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn client_reset_closes_the_upstream() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let up = upstream(&lab, 1, move |mut s| {
+        let mut buf = [0u8; 1024];
+        let started = Instant::now();
+        // Read until the relay closes us: EOF or reset.
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(20),
+                "upstream never closed"
+            );
+        }
+        tx.send(()).ok();
+        Ok(())
+    })?;
+    let tf = start(&lab, &format!("127.0.0.1:{UPSTREAM}"), &[])?;
+    let addr = client_addr(&lab, false);
+    run_in(&lab.names.client_ns, move || {
+        let mut s = connect(addr)?;
+        s.write_all(&[1u8; 50_000])?;
+        std::thread::sleep(Duration::from_millis(200));
+        // SO_LINGER 0: close() sends RST.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on our own socket with a correctly sized value.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as u32,
+            )
+        };
+        anyhow::ensure!(rc == 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+        drop(s);
+        Ok(())
+    })?;
+    rx.recv_timeout(Duration::from_secs(20))
+        .context("the upstream did not see the close")?;
+    join(up)?;
+    assert!(tf.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn upstream_down_resets_the_client() -> anyhow::Result<()> {
+    let lab = lab()?;
+    // Nothing listens on the upstream port.
+    let tf = start(&lab, &format!("127.0.0.1:{UPSTREAM}"), &[])?;
+    let addr = client_addr(&lab, false);
+    let err = run_in(&lab.names.client_ns, move || {
+        let mut s = connect(addr)?; // the handshake is XDP's and succeeds
+        let _ = s.write_all(b"hello");
+        let mut buf = [0u8; 16];
+        Ok(s.read(&mut buf).err().map(|e| e.kind()))
+    })?;
+    assert_eq!(err, Some(std::io::ErrorKind::ConnectionReset));
+    assert!(tf.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn upstream_initiated_close_and_time_wait_on_tcpfront() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let up = upstream(&lab, 1, |mut s| {
+        s.write_all(b"bye")?;
+        Ok(()) // drop: FIN from the upstream
+    })?;
+    let tf = start(&lab, &format!("127.0.0.1:{UPSTREAM}"), &["--msl", "1s"])?;
+    let addr = client_addr(&lab, false);
+    run_in(&lab.names.client_ns, move || {
+        let mut s = connect(addr)?;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)?; // FIN from tcpfront after "bye"
+        anyhow::ensure!(got == b"bye", "client got {got:?}");
+        Ok(()) // our close: tcpfront closed first, so it holds TIME-WAIT
+    })?;
+    join(up)?;
+    // TIME-WAIT keeps the flow entry for 2·MSL = 2 s, then it goes.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(flows(&lab)?, 1, "the flow must stay during TIME-WAIT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while flows(&lab)? > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(flows(&lab)?, 0, "TIME-WAIT did not expire");
+    assert!(tf.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn client_initiated_close_leaves_time_wait_with_the_client() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let tf = start(&lab, "echo", &["--msl", "30s"])?;
+    let addr = client_addr(&lab, false);
+    let ns = lab.names.client_ns.clone();
+    run_in(&ns, move || {
+        let mut s = connect(addr)?;
+        s.write_all(b"ping")?;
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b)?;
+        s.shutdown(Shutdown::Write)?;
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest)?;
+        Ok(())
+    })?;
+    std::thread::sleep(Duration::from_millis(300));
+    // tcpfront closed second (LAST-ACK → CLOSED): its flow entry is gone at once ...
+    assert_eq!(flows(&lab)?, 0);
+    // ... and the client's kernel holds TIME-WAIT.
+    let ss = command_in(&lab.names.client_ns, "ss")
+        .args(["-tan", "state", "time-wait"])
+        .output()?;
+    let text = String::from_utf8_lossy(&ss.stdout);
+    assert!(
+        text.contains(&format!("{}:{PORT}", lab.front_addr(false))),
+        "{text}"
+    );
+    assert!(tf.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn thousand_concurrent_connections_all_complete() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let tf = start(&lab, "echo", &[])?;
+    let addr = client_addr(&lab, false);
+    let n = run_in(&lab.names.client_ns, move || {
+        let mut conns = Vec::new();
+        for i in 0..1000u32 {
+            let mut s = connect(addr)?;
+            s.write_all(&i.to_be_bytes().repeat(256))?; // 1 KiB each
+            conns.push((i, s));
+        }
+        let mut done = 0;
+        for (i, s) in &mut conns {
+            let mut buf = vec![0u8; 1024];
+            s.read_exact(&mut buf)?;
+            anyhow::ensure!(
+                buf == i.to_be_bytes().repeat(256),
+                "connection {i} got other bytes"
+            );
+            done += 1;
+        }
+        Ok(done)
+    })?;
+    assert_eq!(n, 1000);
+    let stats = tf.stats()?;
+    assert_eq!(
+        Tcpfront::counter(&stats, "cookie_ack_valid"),
+        1000,
+        "{stats}"
+    );
+    assert!(tf.stop()?.success());
+    Ok(())
+}
