@@ -1,7 +1,10 @@
 //! Turning the received segment, in place, into our answer to it (a SYN-ACK or a RST) for
 //! XDP_TX: swap MACs, addresses and ports, rebuild IP and TCP headers, fix checksums.
 
-use aya_ebpf::{helpers::generated::bpf_xdp_adjust_tail, programs::XdpContext};
+use aya_ebpf::{
+    helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
+    programs::XdpContext,
+};
 use tcp_common::maps::FAMILY_V4;
 
 use crate::{
@@ -11,6 +14,8 @@ use crate::{
 };
 
 const TTL: u8 = 64;
+/// Ethernet header with two VLAN tags.
+const L2_MAX: usize = 22;
 
 /// What to send back.
 pub struct Reply<const TCP_HLEN: usize> {
@@ -34,15 +39,29 @@ pub fn write<const TCP_HLEN: usize>(
     dst: &[u8; 16],
     reply: &Reply<TCP_HLEN>,
 ) -> Result<(), ResizeFailed> {
-    // The frame becomes exactly headers: drop any payload, grow for options if needed.
+    // The frame becomes exactly headers: drop any payload, or grow for our options.
     let want = seg.l4_off + TCP_HLEN;
     let have = ctx.data_end() - ctx.data();
     let delta = want as i64 - have as i64;
-    if delta != 0 {
+    if delta < 0 {
         // SAFETY: helper call on our own context; pointers are re-derived afterwards.
         if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
             return Err(ResizeFailed);
         }
+    } else if delta > 0 {
+        // Grow at the head: drivers keep XDP_PACKET_HEADROOM there, while tailroom is often
+        // missing (veth frames built from an skb). Every header is rewritten below anyway;
+        // only the link-layer header (MACs and VLAN tags) must move with the frame start.
+        let l2 = ptr_at::<[u8; L2_MAX]>(ctx, 0).ok_or(ResizeFailed)?;
+        // SAFETY: ptr_at checked the bytes (a TCP frame is longer than L2_MAX).
+        let saved = unsafe { *l2 };
+        // SAFETY: as above.
+        if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) } != 0 {
+            return Err(ResizeFailed);
+        }
+        let l2 = ptr_at::<[u8; L2_MAX]>(ctx, 0).ok_or(ResizeFailed)?;
+        // SAFETY: re-derived and checked after the adjustment.
+        unsafe { *l2 = saved };
     }
 
     let eth = ptr_at::<[u8; 12]>(ctx, 0).ok_or(ResizeFailed)?;

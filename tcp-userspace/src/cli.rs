@@ -78,6 +78,10 @@ pub struct RunArgs {
     /// Drop illegal flag combinations for every destination, not only protected ports.
     #[arg(long)]
     pub scrub_all: bool,
+    /// Run the XDP fast path for the --listen addresses but open no AF_XDP sockets: another
+    /// program registers its own in the pinned XSKS map (tests, custom engines).
+    #[arg(long, conflicts_with_all = ["upstream", "echo"])]
+    pub xdp_only: bool,
     /// A TOML file with any of these settings (keys named like the flags: `listen = [..]`,
     /// `upstream`, `max-conns`, …). Flags override it.
     #[arg(long, value_name = "FILE")]

@@ -110,8 +110,9 @@ impl RunSettings {
             (Some(_), true) => {
                 bail!("--upstream/--echo need at least one --listen address to serve")
             }
-            (None, false) => bail!(
-                "--listen needs --upstream HOST:PORT or --echo: where should its connections go?"
+            (None, false) if !args.xdp_only => bail!(
+                "--listen needs --upstream HOST:PORT or --echo (or --xdp-only): where should its \
+                 connections go?"
             ),
             _ => {}
         }

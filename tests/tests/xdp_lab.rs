@@ -37,6 +37,7 @@ fn start(lab: &Lab) -> anyhow::Result<Tcpfront> {
     Tcpfront::start(
         lab,
         &[
+            "--xdp-only",
             "--listen",
             &format!("0.0.0.0:{PORT}"),
             "--listen",
@@ -254,5 +255,53 @@ fn forged_acks_are_dropped_and_unprotected_ports_reach_the_kernel() -> anyhow::R
 
     let status = tf.stop()?;
     assert!(status.success());
+    Ok(())
+}
+
+#[test]
+fn optionless_syns_over_veth_are_all_answered() -> anyhow::Result<()> {
+    // A SYN without options is 20 bytes shorter than our SYN-ACK: the frame must grow, and
+    // veth frames have headroom but often no tailroom.
+    let lab = Lab::unique(Some(&tcpfront_bin()))?;
+    let tf = start(&lab)?;
+    let client_mac = mac_of(&lab.names.client_ns, &lab.names.client_if)?;
+    let front_mac = mac_of(&lab.names.front_ns, &lab.names.front_if)?;
+    let mut frames = Vec::new();
+    for i in 0..200u16 {
+        let f = TcpFrame {
+            eth: EthernetRepr {
+                dst: front_mac,
+                src: client_mac,
+                ..EthernetRepr::default()
+            },
+            ip: IpRepr::new(tcpfront_tests::lab::CLIENT_V4.into(), lab.front_addr(false)),
+            tcp: TcpRepr {
+                src_port: 20000 + i,
+                dst_port: PORT,
+                seq: u32::from(i) * 1000,
+                flags: tcp_common::classify::SYN,
+                window: 512,
+                ..TcpRepr::default()
+            },
+        };
+        frames.push(f.emit());
+    }
+    let ifname = lab.names.client_if.clone();
+    run_in(&lab.names.client_ns, move || {
+        let s = PacketSocket::open(&ifname)?;
+        for f in &frames {
+            s.send(f)?;
+        }
+        Ok(())
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter(&tf, "class_syn")? < 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = tf.stats()?;
+    assert_eq!(Tcpfront::counter(&stats, "class_syn"), 200, "{stats}");
+    assert_eq!(Tcpfront::counter(&stats, "syn_ack_sent"), 200, "{stats}");
+    assert_eq!(Tcpfront::counter(&stats, "drop_resize"), 0, "{stats}");
+    assert!(tf.stop()?.success());
     Ok(())
 }

@@ -12,7 +12,10 @@ use tcpfront_tests::{
 
 use crate::{build, setup, util};
 
-const HTTP_PORT: u16 = 8080;
+/// Where clients connect: tcpfront's protected port.
+const FRONT_PORT: u16 = 8080;
+/// The upstream HTTP server, on the front-end namespace's loopback.
+const HTTP_PORT: u16 = 8081;
 
 /// The demo's own lab, apart from `cargo xtask lab up`'s.
 pub fn names() -> LabNames {
@@ -62,33 +65,89 @@ pub fn demo() -> anyhow::Result<()> {
     let _http = ChildGuard::spawn(
         "http.server",
         command_in(&lab.names.front_ns, "python3")
-            .args(["-m", "http.server", "--bind", "::", &HTTP_PORT.to_string()])
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &HTTP_PORT.to_string(),
+            ])
             .current_dir(&webroot)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )?;
 
-    step(&format!("tcpfront run --iface {}", lab.names.front_if));
-    let tf = Tcpfront::start(&lab, &[])?;
+    let listen4 = format!("0.0.0.0:{FRONT_PORT}");
+    let listen6 = format!("[::]:{FRONT_PORT}");
+    let upstream = format!("127.0.0.1:{HTTP_PORT}");
+    step(&format!(
+        "tcpfront run --iface {} --listen {listen4} --listen {listen6} --upstream {upstream}",
+        lab.names.front_if
+    ));
+    let tf = Tcpfront::start(
+        &lab,
+        &[
+            "--listen",
+            &listen4,
+            "--listen",
+            &listen6,
+            "--upstream",
+            &upstream,
+        ],
+    )?;
     println!("    XDP attached: {}", lab.front_has_xdp()?);
+    println!(
+        "    no kernel listener on port {FRONT_PORT}: XDP answers SYNs with cookies, tcpfront's"
+    );
+    println!("    engine terminates the connections and relays them to the upstream");
 
-    step("real traffic: curl from the client namespace, IPv4 and IPv6");
+    step("real traffic: curl from the client namespace through tcpfront, IPv4 and IPv6");
     wait_for_http(&lab)?;
     for (family, host) in [
         ("IPv4", lab::FRONT_V4.to_string()),
         ("IPv6", format!("[{}]", lab::FRONT_V6)),
     ] {
         for _ in 0..3 {
-            let url = format!("http://{host}:{HTTP_PORT}/");
-            let body = util::output(command_in(&lab.names.client_ns, "curl").args([
-                "-sS",
-                "--max-time",
-                "5",
-                &url,
-            ]))?;
+            let url = format!("http://{host}:{FRONT_PORT}/");
+            let body = curl(&lab, &url)?;
             println!("    {family} GET {url} -> {body:?}");
         }
     }
+
+    step("a short SYN flood (hping3: 20000 SYNs) while curl keeps working");
+    let before = syn_acks(&tf)?;
+    let mut flood = ChildGuard::spawn(
+        "hping3",
+        command_in(&lab.names.client_ns, "hping3")
+            .args([
+                "-S",
+                "-p",
+                &FRONT_PORT.to_string(),
+                "-c",
+                "20000",
+                "-i",
+                "u50",
+                "-q",
+            ])
+            .arg(lab::FRONT_V4.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    let url = format!("http://{}:{FRONT_PORT}/", lab::FRONT_V4);
+    for i in 1..=5 {
+        let t = std::time::Instant::now();
+        let body = curl(&lab, &url)?;
+        println!(
+            "    during the flood, GET #{i} -> {body:?} in {:?}",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    flood.wait_timeout(Duration::from_secs(60))?;
+    println!(
+        "    SYN-ACKs sent by XDP since the flood began: {}",
+        syn_acks(&tf)? - before
+    );
 
     step("tcpfront stats (XDP counters, summed over CPUs; zero rows hidden)");
     let stats = tf.cli(&["stats", "--iface", &lab.names.front_if])?;
@@ -118,8 +177,16 @@ pub fn demo() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn curl(lab: &Lab, url: &str) -> anyhow::Result<String> {
+    util::output(command_in(&lab.names.client_ns, "curl").args(["-sS", "--max-time", "5", url]))
+}
+
+fn syn_acks(tf: &Tcpfront) -> anyhow::Result<u64> {
+    Ok(Tcpfront::counter(&tf.stats()?, "syn_ack_sent"))
+}
+
 fn wait_for_http(lab: &Lab) -> anyhow::Result<()> {
-    let url = format!("http://{}:{HTTP_PORT}/", lab::FRONT_V4);
+    let url = format!("http://{}:{FRONT_PORT}/", lab::FRONT_V4);
     for _ in 0..50 {
         let ok = command_in(&lab.names.client_ns, "curl")
             .args(["-s", "-o", "/dev/null", "--max-time", "1", &url])
