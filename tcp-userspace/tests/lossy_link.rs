@@ -114,10 +114,8 @@ impl Side {
                 panic!("connection reset ({why:?}) in {:?} at {now:?}", tcb.state());
             }
         }
-        if !matches!(tcb.state(), State::Established | State::CloseWait) {
-            if tcb.state() == State::SynReceived || tcb.state() == State::SynSent {
-                return;
-            }
+        if matches!(tcb.state(), State::SynReceived | State::SynSent) {
+            return;
         }
         if self.sent < self.to_send.len() {
             let end = (self.sent + 64 * 1024).min(self.to_send.len());

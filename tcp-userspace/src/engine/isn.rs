@@ -1,10 +1,7 @@
 //! Initial sequence numbers per RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock, F a
 //! keyed hash (SipHash with a per-process random key, from std's `RandomState`).
 
-use std::{
-    hash::{BuildHasher, Hash, Hasher},
-    net::SocketAddr,
-};
+use std::{hash::BuildHasher, net::SocketAddr};
 
 use super::time::Instant;
 
@@ -22,9 +19,7 @@ impl Default for IsnGenerator {
 
 impl IsnGenerator {
     pub fn isn(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> u32 {
-        let mut h = self.key.build_hasher();
-        (local, remote).hash(&mut h);
-        let f = h.finish() as u32;
+        let f = self.key.hash_one((local, remote)) as u32;
         let m = (now.0 / 4) as u32;
         m.wrapping_add(f)
     }

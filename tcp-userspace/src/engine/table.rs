@@ -273,10 +273,10 @@ impl Engine {
                 continue; // an earlier entry is still pending
             }
             self.scheduled.remove(&key);
-            if let Some(tcb) = self.conns.get_mut(&key) {
-                if tcb.next_deadline().is_some_and(|d| d <= now) {
-                    tcb.on_timer(now);
-                }
+            if let Some(tcb) = self.conns.get_mut(&key)
+                && tcb.next_deadline().is_some_and(|d| d <= now)
+            {
+                tcb.on_timer(now);
             }
             self.after(key, now);
         }

@@ -282,7 +282,7 @@ impl Tcb {
             }
         }
         self.sacked.retain(|&(_, r)| r > una);
-        self.sacked.sort_by(|a, b| a.0.cmp(&b.0));
+        self.sacked.sort_by_key(|&(l, _)| l);
         let mut merged: Vec<(SeqNum, SeqNum)> = Vec::with_capacity(self.sacked.len());
         for &(l, r) in &self.sacked {
             match merged.last_mut() {

@@ -148,7 +148,17 @@ impl Tcb {
                 | State::Closing
                 | State::LastAck
         );
-        while can_send {
+        if can_send {
+            self.fill_window(now);
+        }
+        if self.ack_now {
+            self.send_ack(now);
+        }
+    }
+
+    /// Sends segments while the send and congestion windows have room.
+    fn fill_window(&mut self, now: Instant) {
+        loop {
             // Retransmitting after a timeout: skip what the peer SACKed (RFC 2018, RFC 6675's
             // idea without its full pipe accounting).
             if self.snd_nxt < self.snd_max
@@ -191,9 +201,6 @@ impl Tcb {
             if fin {
                 break;
             }
-        }
-        if self.ack_now {
-            self.send_ack(now);
         }
     }
 
