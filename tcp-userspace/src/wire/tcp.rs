@@ -5,14 +5,8 @@ use std::net::IpAddr;
 
 use super::{Result, WireError, be16, be32, checksum};
 
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const PSH: u8 = 0x08;
-pub const ACK: u8 = 0x10;
-pub const URG: u8 = 0x20;
-pub const ECE: u8 = 0x40;
-pub const CWR: u8 = 0x80;
+/// The flag bits, defined once for both sides in tcp-common.
+pub use tcp_common::classify::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
 
 /// A TCP segment in a byte buffer, lengths checked by `new_checked`.
 pub struct TcpPacket<T: AsRef<[u8]>> {

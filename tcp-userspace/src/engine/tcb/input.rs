@@ -98,13 +98,7 @@ impl Tcb {
         if self.state == State::SynReceived {
             if !(self.snd_una < ack && ack <= self.snd_max) {
                 // RFC 9293 §3.10.7.4: <SEQ=SEG.ACK><CTL=RST>.
-                let rst = TcpRepr {
-                    src_port: self.local.port(),
-                    dst_port: self.remote.port(),
-                    seq: seg.ack,
-                    flags: RST,
-                    ..TcpRepr::default()
-                };
+                let rst = self.rst_segment(seg.ack);
                 self.push_segment(rst);
                 return;
             }
@@ -390,13 +384,7 @@ impl Tcb {
         let ack = SeqNum(seg.ack);
         if has(ACK) && (ack <= self.iss || ack > self.snd_max) {
             if !has(RST) {
-                let rst = TcpRepr {
-                    src_port: self.local.port(),
-                    dst_port: self.remote.port(),
-                    seq: seg.ack,
-                    flags: RST,
-                    ..TcpRepr::default()
-                };
+                let rst = self.rst_segment(seg.ack);
                 self.push_segment(rst);
             }
             return;

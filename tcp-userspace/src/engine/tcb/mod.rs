@@ -468,16 +468,21 @@ impl Tcb {
     /// Abort (RFC 9293 §3.10.5): RST to the peer, buffers discarded.
     pub fn abort(&mut self, now: Instant) {
         if self.state.synchronized() || self.state == State::SynReceived {
-            let rst = TcpRepr {
-                src_port: self.local.port(),
-                dst_port: self.remote.port(),
-                seq: self.snd_nxt.0,
-                flags: crate::wire::tcp::RST,
-                ..TcpRepr::default()
-            };
+            let rst = self.rst_segment(self.snd_nxt.0);
             self.push_segment(rst);
         }
         self.reset(ResetReason::Aborted, now);
+    }
+
+    /// A bare RST from this connection's ports with sequence number `seq`.
+    pub(crate) fn rst_segment(&self, seq: u32) -> TcpRepr {
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq,
+            flags: crate::wire::tcp::RST,
+            ..TcpRepr::default()
+        }
     }
 
     pub(crate) fn reset(&mut self, why: ResetReason, now: Instant) {

@@ -2,10 +2,7 @@
 //! probes, keep-alive (RFC 1122 §4.2.3.6), FIN-WAIT-2 and TIME-WAIT expiry.
 
 use super::{ResetReason, State, Tcb};
-use crate::{
-    engine::time::Instant,
-    wire::tcp::{RST, TcpRepr},
-};
+use crate::engine::time::Instant;
 
 impl Tcb {
     /// Runs every timer whose deadline is at or before `now`.
@@ -80,13 +77,7 @@ impl Tcb {
     }
 
     fn send_rst(&mut self, _now: Instant) {
-        let rst = TcpRepr {
-            src_port: self.local.port(),
-            dst_port: self.remote.port(),
-            seq: self.snd_nxt.0,
-            flags: RST,
-            ..TcpRepr::default()
-        };
+        let rst = self.rst_segment(self.snd_nxt.0);
         self.push_segment(rst);
     }
 }
