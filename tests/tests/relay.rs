@@ -423,3 +423,25 @@ fn thousand_concurrent_connections_all_complete() -> anyhow::Result<()> {
     assert!(tf.stop()?.success());
     Ok(())
 }
+
+#[test]
+fn with_syn_cookies_off_the_engine_does_the_handshake() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let tf = start(&lab, "echo", &["--syn-cookies", "off"])?;
+    for v6 in [false, true] {
+        let addr = client_addr(&lab, v6);
+        let echoed = run_in(&lab.names.client_ns, move || {
+            let mut s = connect(addr)?;
+            s.write_all(b"handshake by the engine")?;
+            let mut buf = [0u8; 23];
+            s.read_exact(&mut buf)?;
+            Ok(buf.to_vec())
+        })?;
+        assert_eq!(echoed, b"handshake by the engine");
+    }
+    let stats = tf.stats()?;
+    assert_eq!(Tcpfront::counter(&stats, "syn_ack_sent"), 0, "{stats}");
+    assert!(Tcpfront::counter(&stats, "syn_redirected") >= 2, "{stats}");
+    assert!(tf.stop()?.success());
+    Ok(())
+}
