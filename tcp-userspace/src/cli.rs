@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Number of RX queues to serve (one AF_XDP socket each). Default: the interface's.
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
+    /// AF_XDP binding: `copy` (every driver; veth has nothing else), `zerocopy` (drivers with
+    /// XSK pool support), or `auto` (default: zero-copy where the driver offers it, else copy).
+    #[arg(long, value_enum)]
+    pub xsk_mode: Option<XskModeArg>,
     /// Answer SYNs with SYN cookies in XDP (`on`, default), or hand them to the engine (`off`).
     #[arg(long, value_enum)]
     pub syn_cookies: Option<OnOff>,
@@ -86,6 +90,13 @@ pub struct RunArgs {
     /// `upstream`, `max-conns`, …). Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XskModeArg {
+    Auto,
+    Copy,
+    Zerocopy,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

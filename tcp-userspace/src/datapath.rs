@@ -27,7 +27,8 @@ use crate::{
 pub struct QueueConfig {
     pub iface: String,
     pub queue: u32,
-    pub mode: XskMode,
+    /// None: zero-copy if the driver can, else copy.
+    pub mode: Option<XskMode>,
     pub engine: EngineConfig,
     pub listen: Vec<SocketAddr>,
     pub upstream: Upstream,
@@ -112,8 +113,30 @@ pub struct Datapath {
 impl Datapath {
     /// Opens the AF_XDP socket of the queue and registers it in the XSKMAP.
     pub fn open(cfg: QueueConfig, cmd_tx: mpsc::UnboundedSender<RelayCmd>) -> anyhow::Result<Self> {
-        let xsk = XskSocket::open(&cfg.iface, cfg.queue, 4096, cfg.mode)
-            .with_context(|| format!("AF_XDP socket for {} queue {}", cfg.iface, cfg.queue))?;
+        let open = |mode| {
+            XskSocket::open(&cfg.iface, cfg.queue, 4096, mode).with_context(|| {
+                format!(
+                    "AF_XDP socket for {} queue {} ({mode:?} mode)",
+                    cfg.iface, cfg.queue
+                )
+            })
+        };
+        let xsk = match cfg.mode {
+            Some(mode) => open(mode)?,
+            None => match open(XskMode::ZeroCopy) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!("zero-copy AF_XDP unavailable ({e:#}); using copy mode");
+                    open(XskMode::Copy)?
+                }
+            },
+        };
+        tracing::info!(
+            "{} queue {}: AF_XDP in {:?} mode",
+            cfg.iface,
+            cfg.queue,
+            xsk.mode()
+        );
         let xsks = MapData::from_pin(&cfg.xsks_pin).context("opening XSKS")?;
         let mut xsks: XskMap<MapData> = XskMap::try_from(Map::XskMap(xsks))?;
         xsks.set(cfg.queue, xsk.as_raw_fd(), 0)

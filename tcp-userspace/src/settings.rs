@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     bpf::config::FastPathSettings,
-    cli::{AttachMode, InvalidCookie, OnOff, RunArgs},
+    cli::{AttachMode, InvalidCookie, OnOff, RunArgs, XskModeArg},
     engine::EngineConfig,
     relay::Upstream,
 };
@@ -41,6 +41,7 @@ pub struct RunSettings {
     pub upstream: Option<Upstream>,
     pub engine: EngineConfig,
     pub queues: Option<u32>,
+    pub xsk_mode: XskModeArg,
 }
 
 /// Parses `500ms`, `30s`, `2m` or a plain number of seconds.
@@ -155,6 +156,7 @@ impl RunSettings {
             upstream,
             engine,
             queues,
+            xsk_mode: args.xsk_mode.unwrap_or(XskModeArg::Auto),
         })
     }
 }

@@ -75,6 +75,7 @@ pub struct XskSocket {
     /// Frames free for transmitting (UMEM offsets).
     tx_free: Vec<u64>,
     queue: u32,
+    mode: XskMode,
 }
 
 // SAFETY: the rings and memory are only touched through &mut self.
@@ -152,11 +153,16 @@ impl XskSocket {
             area,
             tx_free,
             queue,
+            mode,
         })
     }
 
     pub fn queue(&self) -> u32 {
         self.queue
+    }
+
+    pub fn mode(&self) -> XskMode {
+        self.mode
     }
 
     fn frame(&self, desc: &XdpDesc) -> &[u8] {

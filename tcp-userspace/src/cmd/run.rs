@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     bpf::{self, attach, bpffs},
-    cli::RunArgs,
+    cli::{RunArgs, XskModeArg},
     datapath::{Datapath, QueueConfig},
     instance::{self, InstanceLock, Paths},
     logging,
@@ -74,7 +74,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 QueueConfig {
                     iface: iface.clone(),
                     queue,
-                    mode: XskMode::Copy,
+                    mode: match settings.xsk_mode {
+                        XskModeArg::Auto => None,
+                        XskModeArg::Copy => Some(XskMode::Copy),
+                        XskModeArg::Zerocopy => Some(XskMode::ZeroCopy),
+                    },
                     engine: settings.engine.clone(),
                     listen: settings.fast_path.listen.clone(),
                     upstream: upstream.clone(),
