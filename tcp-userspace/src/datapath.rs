@@ -23,6 +23,10 @@ use crate::{
     xsk::{XskMode, XskSocket},
 };
 
+/// UMEM frames per queue (4 KiB each): half stock the fill ring, half wait to transmit.
+/// Deep rings absorb bursts while the loop is busy; a full RX ring drops frames in the kernel.
+const UMEM_FRAMES: u32 = 16384;
+
 /// Everything one queue's loop needs.
 pub struct QueueConfig {
     pub iface: String,
@@ -114,7 +118,7 @@ impl Datapath {
     /// Opens the AF_XDP socket of the queue and registers it in the XSKMAP.
     pub fn open(cfg: QueueConfig, cmd_tx: mpsc::UnboundedSender<RelayCmd>) -> anyhow::Result<Self> {
         let open = |mode| {
-            XskSocket::open(&cfg.iface, cfg.queue, 4096, mode).with_context(|| {
+            XskSocket::open(&cfg.iface, cfg.queue, UMEM_FRAMES, mode).with_context(|| {
                 format!(
                     "AF_XDP socket for {} queue {} ({mode:?} mode)",
                     cfg.iface, cfg.queue
@@ -212,8 +216,14 @@ impl Datapath {
     }
 
     fn receive(&mut self) {
+        // Drain the ring (bounded, so timers and the relays still get their turn): readiness
+        // is edge-triggered, and frames left behind would wait for the next tick.
         let mut frames = Vec::new();
-        self.xsk.recv(256, |f| frames.push(f.to_vec()));
+        for _ in 0..16 {
+            if self.xsk.recv(256, |f| frames.push(f.to_vec())) == 0 {
+                break;
+            }
+        }
         let now = self.now();
         for f in frames {
             let frame = match TcpFrame::parse(&f) {

@@ -21,8 +21,30 @@ use tcpfront_tests::{
 const PORT: u16 = 8080;
 const UPSTREAM: u16 = 18080;
 
-fn lab() -> anyhow::Result<Lab> {
-    Lab::unique(Some(&tcpfront_bin()))
+/// One test of this file at a time: they move a lot of data through copy-mode AF_XDP, and two
+/// of them on a 2-core machine starve each other into heavy loss (correct, but slow).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A lab for one test, holding the file's serialization lock for as long as it lives.
+struct SerialLab {
+    lab: Lab,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for SerialLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+fn lab() -> anyhow::Result<SerialLab> {
+    // A failed test poisons the lock; the next one may still run.
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(SerialLab {
+        lab: Lab::unique(Some(&tcpfront_bin()))?,
+        _guard: guard,
+    })
 }
 
 fn start(lab: &Lab, upstream: &str, extra: &[&str]) -> anyhow::Result<Tcpfront> {
