@@ -161,31 +161,20 @@ async fn first_failure(
     if datapaths.is_empty() {
         std::future::pending::<()>().await;
     }
-    let (r, _, _) = futures_select_all(datapaths).await;
-    match r {
-        Ok(Ok(())) => anyhow::bail!("a datapath stopped unexpectedly"),
-        Ok(Err(e)) => Err(e.context("datapath failed")),
-        Err(e) => Err(anyhow::anyhow!("datapath panicked: {e}")),
-    }
-}
-
-/// Polls every handle; resolves with the first finished one.
-async fn futures_select_all(
-    handles: &mut [tokio::task::JoinHandle<anyhow::Result<()>>],
-) -> (
-    Result<anyhow::Result<()>, tokio::task::JoinError>,
-    usize,
-    (),
-) {
-    std::future::poll_fn(|cx| {
-        for (i, h) in handles.iter_mut().enumerate() {
+    let finished = std::future::poll_fn(|cx| {
+        for h in datapaths.iter_mut() {
             if let std::task::Poll::Ready(r) = std::pin::Pin::new(h).poll(cx) {
-                return std::task::Poll::Ready((r, i, ()));
+                return std::task::Poll::Ready(r);
             }
         }
         std::task::Poll::Pending
     })
-    .await
+    .await;
+    match finished {
+        Ok(Ok(())) => anyhow::bail!("a datapath stopped unexpectedly"),
+        Ok(Err(e)) => Err(e.context("datapath failed")),
+        Err(e) => Err(anyhow::anyhow!("datapath panicked: {e}")),
+    }
 }
 
 /// RX queues of the interface (ETHTOOL_GCHANNELS), 1 if the driver does not say.
