@@ -6,4 +6,3 @@ pub mod netns;
 pub mod pcap;
 pub mod process;
 pub mod rawsock;
-pub mod xdp;

@@ -17,7 +17,9 @@ use tcpfront::{
         tcp::{TcpOptions, TcpRepr},
     },
 };
-use tcpfront_tests::xdp::{
+mod common;
+
+use common::xdp::{
     CLIENT_MAC, Harness, SERVER_MAC, XDP_DROP, XDP_PASS, XDP_TX, frame, linux_syn,
 };
 
