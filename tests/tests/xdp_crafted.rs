@@ -19,9 +19,7 @@ use tcpfront::{
 };
 mod common;
 
-use common::xdp::{
-    CLIENT_MAC, Harness, SERVER_MAC, XDP_DROP, XDP_PASS, XDP_TX, frame, linux_syn,
-};
+use common::xdp::{CLIENT_MAC, Harness, SERVER_MAC, XDP_DROP, XDP_PASS, XDP_TX, frame, linux_syn};
 
 const V4_CLIENT: &str = "192.0.2.10";
 const V4_SERVER: &str = "192.0.2.1";

@@ -26,11 +26,9 @@ use tcpfront::{
     },
 };
 
-pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
-pub const XDP_REDIRECT: u32 = 4;
 
 pub struct Harness {
     ebpf: Ebpf,
