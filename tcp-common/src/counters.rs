@@ -109,6 +109,8 @@ counters! {
     FlowInserted = "flow_inserted",
     /// Segments of known flows handed to the AF_XDP socket.
     FlowRedirected = "flow_redirected",
+    /// SYNs to a protected port while tcpfront drains on shutdown (passed or dropped).
+    SynWhileDraining = "syn_while_draining",
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@ pub const CFG_ENABLED: u32 = 1 << 2;
 /// `CONFIG` flag: drop illegal flag combinations and malformed TCP for every destination, not
 /// only for protected ports.
 pub const CFG_SCRUB_ALL: u32 = 1 << 3;
+/// `CONFIG` flag: shutting down. New SYNs to protected ports are no longer answered; known
+/// flows still reach user space so that their connections can close.
+pub const CFG_DRAINING: u32 = 1 << 4;
+/// `CONFIG` flag, with `CFG_DRAINING`: drop those SYNs instead of passing them to the kernel.
+pub const CFG_DRAIN_DROP_SYNS: u32 = 1 << 5;
 
 /// The single entry of the `CONFIG` array.
 #[repr(C)]

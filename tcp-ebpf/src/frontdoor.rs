@@ -6,10 +6,10 @@ use tcp_common::{
     Counter,
     classify::{ACK, RST, SYN},
     maps::{
-        CFG_RST_INVALID_COOKIE, CFG_SYN_COOKIES, COOKIE_MSS_V4, COOKIE_MSS_V6, Config, FAMILY_V4,
-        FAMILY_V6, FLOW_FROM_COOKIE, FLOW_SACK, FLOW_TIMESTAMPS, FLOW_WSCALE, FlowKey, FlowValue,
-        TS_MSS_MASK, TS_MSS_SHIFT, TS_OPT_BITS, TS_SACK_BIT, TS_WSCALE_MASK, TS_WSCALE_NONE,
-        cookie_mss_index,
+        CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_RST_INVALID_COOKIE, CFG_SYN_COOKIES, COOKIE_MSS_V4,
+        COOKIE_MSS_V6, Config, FAMILY_V4, FAMILY_V6, FLOW_FROM_COOKIE, FLOW_SACK, FLOW_TIMESTAMPS,
+        FLOW_WSCALE, FlowKey, FlowValue, TS_MSS_MASK, TS_MSS_SHIFT, TS_OPT_BITS, TS_SACK_BIT,
+        TS_WSCALE_MASK, TS_WSCALE_NONE, cookie_mss_index,
     },
 };
 
@@ -34,6 +34,15 @@ pub fn handle(
     // SAFETY: read-only lookup of plain data.
     if unsafe { FLOWS.get(key) }.is_some() {
         return to_user_space(ctx);
+    }
+    if class == Counter::ClassSyn && config.flags & CFG_DRAINING != 0 {
+        // Shutting down: a new connection would only be reset by the drain.
+        count(Counter::SynWhileDraining);
+        return if config.flags & CFG_DRAIN_DROP_SYNS != 0 {
+            xdp_action::XDP_DROP
+        } else {
+            xdp_action::XDP_PASS
+        };
     }
     if config.flags & CFG_SYN_COOKIES == 0 {
         // The engine does the handshake itself.

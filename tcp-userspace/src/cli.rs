@@ -26,8 +26,15 @@ pub struct Cli {
 pub enum Command {
     /// Load the XDP program on an interface and serve until SIGINT/SIGTERM.
     Run(RunArgs),
-    /// Print the packet counters of a running (or crashed) instance.
+    /// List the connections of a running instance, like `ss -tan`.
+    ///
+    /// Every entry of the XDP flow map joined with the engine's connection, plus the
+    /// listening addresses. Without the daemon (crashed), only the pinned flow map is shown.
+    Conns(ConnsArgs),
+    /// Print the XDP packet counters and the engine's connection counters.
     Stats(StatsArgs),
+    /// Show which interfaces tcpfront runs on, how, and since when.
+    Status(StatusArgs),
     /// Attach or detach a pass-through XDP program on the peer of a veth.
     ///
     /// veth delivers XDP_TX frames only to a peer that has an XDP program, so the client side
@@ -86,6 +93,14 @@ pub struct RunArgs {
     /// program registers its own in the pinned XSKS map (tests, custom engines).
     #[arg(long, conflicts_with_all = ["upstream", "echo"])]
     pub xdp_only: bool,
+    /// On SIGTERM/SIGINT, how long open connections get to close after tcpfront sent them
+    /// FIN; what remains is then reset. A second signal cuts the wait short. Default 10s.
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// While draining, new SYNs to protected ports are `pass`ed to the kernel (default: with
+    /// no listener there the client gets a RST at once) or `drop`ped.
+    #[arg(long, value_enum)]
+    pub drain_syns: Option<DrainSyns>,
     /// A TOML file with any of these settings (keys named like the flags: `listen = [..]`,
     /// `upstream`, `max-conns`, …). Flags override it.
     #[arg(long, value_name = "FILE")]
@@ -103,6 +118,12 @@ pub enum XskModeArg {
 pub enum OnOff {
     On,
     Off,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrainSyns {
+    Pass,
+    Drop,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,11 +148,75 @@ impl AttachMode {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct StatsArgs {
-    /// Interface tcpfront runs on.
+pub struct ConnsArgs {
+    /// Interface tcpfront runs on; may be left out when it runs on exactly one.
     #[arg(long, value_name = "IF")]
-    pub iface: String,
-    /// Print JSON (counter name → value) instead of a table.
+    pub iface: Option<String>,
+    /// Only connections in this state (`established`, `time-wait`, `syn-received`, …, as
+    /// RFC 9293 names them; `estab` and `syn-recv` as in ss also work).
+    #[arg(long, value_name = "STATE", value_parser = parse_state)]
+    pub state: Option<String>,
+    /// Only connections with this local or remote port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Print JSON (documented in the README) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The RFC 9293 state names, as `conns` prints them.
+pub const STATE_NAMES: [&str; 11] = [
+    "LISTEN",
+    "SYN-SENT",
+    "SYN-RECEIVED",
+    "ESTABLISHED",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "CLOSE-WAIT",
+    "CLOSING",
+    "LAST-ACK",
+    "TIME-WAIT",
+    "CLOSED",
+];
+
+/// Normalises a state name (any case, `_` or `-`, ss abbreviations) to its RFC 9293 name.
+pub fn parse_state(s: &str) -> Result<String, String> {
+    let norm = s.trim().to_ascii_uppercase().replace('_', "-");
+    let name = match norm.as_str() {
+        "ESTAB" => "ESTABLISHED".to_string(),
+        "SYN-RECV" => "SYN-RECEIVED".to_string(),
+        "TIMEWAIT" => "TIME-WAIT".to_string(),
+        other => other.to_string(),
+    };
+    if STATE_NAMES.contains(&name.as_str()) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "unknown state {s:?}; one of: {}",
+            STATE_NAMES.join(", ").to_ascii_lowercase()
+        ))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatsArgs {
+    /// Interface tcpfront runs on; may be left out when it runs on exactly one.
+    #[arg(long, value_name = "IF")]
+    pub iface: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep printing every SECS seconds, with per-second rates, until interrupted.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch: Option<u64>,
+    /// With --watch: stop after this many reports.
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub count: Option<u64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

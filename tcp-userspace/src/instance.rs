@@ -138,3 +138,52 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Interfaces with a tcpfront instance: a control socket, or pinned maps (also those a
+/// crashed instance left).
+pub fn running_instances() -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    if let Ok(dir) = fs::read_dir(Path::new(BPFFS).join("tcpfront")) {
+        for e in dir.flatten() {
+            if e.path().is_dir() {
+                names.insert(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    if let Ok(dir) = fs::read_dir(RUN_DIR) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(iface) = name.strip_suffix(".sock") {
+                names.insert(iface.to_string());
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// The instance a query command means: the one named by `--iface`, or the only one running.
+pub fn resolve(iface: Option<&str>) -> anyhow::Result<Paths> {
+    let running = running_instances();
+    match iface {
+        Some(i) => {
+            let paths = Paths::new(i)?;
+            if !running.iter().any(|r| r == i) {
+                bail!(
+                    "tcpfront is not running on {i} (no control socket {} and no pinned maps in \
+                     {})",
+                    paths.socket.display(),
+                    paths.pin_dir.display()
+                );
+            }
+            Ok(paths)
+        }
+        None => match running.as_slice() {
+            [] => bail!("tcpfront is not running on any interface"),
+            [one] => Paths::new(one),
+            many => bail!(
+                "tcpfront runs on several interfaces ({}); choose one with --iface",
+                many.join(", ")
+            ),
+        },
+    }
+}

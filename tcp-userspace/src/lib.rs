@@ -5,6 +5,7 @@
 pub mod bpf;
 pub mod cli;
 pub mod cmd;
+pub mod control;
 pub mod datapath;
 pub mod engine;
 pub mod instance;

@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cmd::dispatch(cli.command)) {
+    match runtime.block_on(cmd::dispatch(cli.command, cli.netns)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -32,6 +32,12 @@ pub enum Upstream {
 /// What a relay task asks the datapath to do with a connection.
 #[derive(Debug)]
 pub enum RelayCmd {
+    /// The upstream connection is up: its address and our end of it (none for echo).
+    Connected {
+        key: ConnKey,
+        peer: String,
+        local: Option<String>,
+    },
     /// Bytes from the upstream for the client (covered by permits the relay holds).
     Data(ConnKey, Vec<u8>),
     /// The upstream finished sending: FIN to the client after the data.
@@ -85,6 +91,11 @@ async fn relay(
 ) {
     match upstream {
         Upstream::Echo => {
+            let _ = cmds.send(RelayCmd::Connected {
+                key,
+                peer: "echo".into(),
+                local: None,
+            });
             while let Some(chunk) = from_client.recv().await {
                 let Ok(p) = permits.acquire_many(chunk.len() as u32).await else {
                     return;
@@ -106,6 +117,13 @@ async fn relay(
                 }
             };
             let _ = stream.set_nodelay(true);
+            let _ = cmds.send(RelayCmd::Connected {
+                key,
+                peer: stream
+                    .peer_addr()
+                    .map_or_else(|_| addr.clone(), |a| a.to_string()),
+                local: stream.local_addr().ok().map(|a| a.to_string()),
+            });
             let (mut up_read, mut up_write) = stream.into_split();
             let client = key.1;
             let to_up = async move {

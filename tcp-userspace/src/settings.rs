@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     bpf::config::FastPathSettings,
-    cli::{AttachMode, InvalidCookie, OnOff, RunArgs, XskModeArg},
+    cli::{AttachMode, DrainSyns, InvalidCookie, OnOff, RunArgs, XskModeArg},
     engine::EngineConfig,
     relay::Upstream,
 };
@@ -29,6 +29,8 @@ pub struct FileConfig {
     pub max_conns: Option<usize>,
     pub queues: Option<u32>,
     pub msl: Option<String>,
+    pub drain_timeout: Option<String>,
+    pub drain_syns: Option<String>,
 }
 
 /// Everything `run` needs, resolved.
@@ -42,7 +44,12 @@ pub struct RunSettings {
     pub engine: EngineConfig,
     pub queues: Option<u32>,
     pub xsk_mode: XskModeArg,
+    /// How long a graceful shutdown waits for connections to close before resetting them.
+    pub drain_timeout: Duration,
 }
+
+/// Default of `--drain-timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Parses `500ms`, `30s`, `2m` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
@@ -139,6 +146,18 @@ impl RunSettings {
         if let Some(msl) = args.msl.clone().or(file.msl.clone()) {
             engine.msl = parse_duration(&msl).context("--msl")?;
         }
+        let drain_timeout = match args.drain_timeout.clone().or(file.drain_timeout.clone()) {
+            Some(d) => parse_duration(&d).context("--drain-timeout")?,
+            None => DEFAULT_DRAIN_TIMEOUT,
+        };
+        let drain_drop_syns = match (args.drain_syns, file.drain_syns.as_deref()) {
+            (Some(v), _) => v == DrainSyns::Drop,
+            (None, Some("drop")) => true,
+            (None, Some("pass") | None) => false,
+            (None, Some(other)) => {
+                bail!("config `drain-syns = {other:?}`: expected \"pass\" or \"drop\"")
+            }
+        };
         let queues = args.queues.or(file.queues);
         if queues == Some(0) {
             bail!("--queues must be at least 1");
@@ -151,12 +170,14 @@ impl RunSettings {
                 syn_cookies,
                 rst_invalid_cookie,
                 scrub_all: args.scrub_all || file.scrub_all.unwrap_or(false),
+                drain_drop_syns,
                 ..FastPathSettings::default()
             },
             upstream,
             engine,
             queues,
             xsk_mode: args.xsk_mode.unwrap_or(XskModeArg::Auto),
+            drain_timeout,
         })
     }
 }

@@ -24,6 +24,15 @@ pub enum XskMode {
     ZeroCopy,
 }
 
+impl XskMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            XskMode::Copy => "copy",
+            XskMode::ZeroCopy => "zerocopy",
+        }
+    }
+}
+
 const FRAME_SIZE: u32 = 4096;
 
 /// Anonymous, page-aligned memory for a UMEM.

@@ -10,8 +10,8 @@ use aya::{
 use tcp_common::{
     map_names,
     maps::{
-        CFG_ENABLED, CFG_RST_INVALID_COOKIE, CFG_SCRUB_ALL, CFG_SYN_COOKIES, Config, FAMILY_V4,
-        FAMILY_V6, ListenKey,
+        CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_ENABLED, CFG_RST_INVALID_COOKIE, CFG_SCRUB_ALL,
+        CFG_SYN_COOKIES, Config, FAMILY_V4, FAMILY_V6, ListenKey,
     },
 };
 
@@ -24,6 +24,8 @@ pub struct FastPathSettings {
     pub syn_cookies: bool,
     pub rst_invalid_cookie: bool,
     pub scrub_all: bool,
+    /// While draining on shutdown, drop new SYNs instead of passing them to the kernel.
+    pub drain_drop_syns: bool,
     pub syn_ack_window: u16,
     pub wscale: u8,
 }
@@ -35,6 +37,7 @@ impl Default for FastPathSettings {
             syn_cookies: true,
             rst_invalid_cookie: false,
             scrub_all: false,
+            drain_drop_syns: false,
             syn_ack_window: 65535,
             wscale: 7,
         }
@@ -77,7 +80,22 @@ pub fn apply(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
                 .with_context(|| format!("adding {addr} to LISTEN"))?;
         }
     }
+    write_config(ebpf, s, false)
+}
+
+/// Switches the program to draining: new SYNs are no longer answered (see `CFG_DRAINING`).
+pub fn start_draining(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
+    write_config(ebpf, s, true)
+}
+
+fn write_config(ebpf: &mut Ebpf, s: &FastPathSettings, draining: bool) -> anyhow::Result<()> {
     let mut flags = CFG_ENABLED;
+    if draining {
+        flags |= CFG_DRAINING;
+        if s.drain_drop_syns {
+            flags |= CFG_DRAIN_DROP_SYNS;
+        }
+    }
     if s.syn_cookies {
         flags |= CFG_SYN_COOKIES;
     }

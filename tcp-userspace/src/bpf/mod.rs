@@ -5,6 +5,7 @@ pub mod attach;
 pub mod bpffs;
 pub mod config;
 pub mod counters;
+pub mod flows;
 pub mod test_run;
 
 /// The XDP object built from tcp-ebpf by build.rs.

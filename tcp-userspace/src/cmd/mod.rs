@@ -1,15 +1,20 @@
 //! One module per subcommand.
 
+pub mod conns;
 pub mod peer;
 pub mod run;
 pub mod stats;
+pub mod status;
 
 use crate::cli::{Command, PeerAction};
 
-pub async fn dispatch(command: Command) -> anyhow::Result<()> {
+/// Runs a subcommand; `netns` is the global `--netns` (reported by `status`).
+pub async fn dispatch(command: Command, netns: Option<String>) -> anyhow::Result<()> {
     match command {
-        Command::Run(args) => run::run(args).await,
-        Command::Stats(args) => stats::stats(args),
+        Command::Run(args) => run::run(args, netns).await,
+        Command::Conns(args) => conns::conns(args),
+        Command::Stats(args) => stats::stats(args).await,
+        Command::Status(args) => status::status(args),
         Command::Peer { action } => match action {
             PeerAction::Attach { iface } => peer::attach(&iface),
             PeerAction::Detach { iface } => peer::detach(&iface),

@@ -1,6 +1,10 @@
 //! `tcpfront run`: load, attach, pin, serve until a signal, then detach and unpin.
 
-use std::fs;
+use std::{
+    fs,
+    sync::Mutex,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context as _;
 use aya::{
@@ -8,12 +12,19 @@ use aya::{
     programs::Xdp,
 };
 use tcp_common::{XDP_PROGRAM, map_names};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::{mpsc, oneshot, watch},
+};
 
 use crate::{
     bpf::{self, attach, bpffs},
     cli::{RunArgs, XskModeArg},
-    datapath::{Datapath, QueueConfig},
+    control::{
+        proto::{CookieSecret, StatusInfo},
+        server::{self as control_server, ControlState},
+    },
+    datapath::{Datapath, DatapathQuery, Phase, QueueConfig},
     instance::{self, InstanceLock, Paths},
     logging,
     relay::{self, Upstream},
@@ -32,7 +43,7 @@ impl Drop for Pins<'_> {
     }
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let settings = RunSettings::resolve(&args)?;
     instance::require_root("tcpfront run")?;
     let iface = settings.iface.clone();
@@ -64,8 +75,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // AF_XDP sockets are registered before the program goes live, so no flow finds its queue
     // without a socket.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
     let mut datapaths = Vec::new();
+    let mut queries = Vec::new();
+    let mut xsk_modes = Vec::new();
     if let Some(upstream) = &settings.upstream {
         let queues = settings.queues.unwrap_or_else(|| rx_queues(&iface));
         for queue in 0..queues {
@@ -87,10 +100,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 },
                 cmd_tx,
             )?;
-            datapaths.push(tokio::spawn(dp.run(cmd_rx, stop_rx.clone())));
+            let (query_tx, query_rx) = mpsc::channel(4);
+            xsk_modes.push(dp.xsk_mode().name().to_string());
+            datapaths.push(tokio::spawn(dp.run(cmd_rx, query_rx, phase_rx.clone())));
+            queries.push(query_tx);
         }
         tracing::info!(
-            "serving {queues} queue(s) over AF_XDP (copy mode), relaying to {upstream:?}"
+            "serving {queues} queue(s) over AF_XDP ({}), relaying to {upstream:?}",
+            xsk_modes.join(",")
         );
     }
 
@@ -99,16 +116,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("program vanished")?
         .try_into()?;
     let (link, mode) = attach::attach(prog, &iface, settings.mode)?;
-    let counters = ebpf
-        .map(map_names::COUNTERS)
-        .context("the XDP object has no COUNTERS map")?;
-    let counters: PerCpuArray<&MapData, u64> =
-        PerCpuArray::try_from(counters).context("COUNTERS has an unexpected type")?;
-
+    let since = SystemTime::now();
+    let control = control_server::start(
+        &paths.socket,
+        ControlState {
+            status: status_info(&settings, netns, mode.name(), xsk_modes, since),
+            queues: queries.clone(),
+            flows: bpf::flows::open_pinned(&paths.pin(map_names::FLOWS))
+                .ok()
+                .map(Mutex::new),
+            phase: phase_rx.clone(),
+        },
+    )?;
     tracing::info!(
-        "attached to {iface} in {} mode; maps pinned in {}",
+        "attached to {iface} in {} mode; maps pinned in {}; control socket {}",
         mode.name(),
-        paths.pin_dir.display()
+        paths.pin_dir.display(),
+        paths.socket.display()
     );
     if settings.fast_path.listen.is_empty() {
         tracing::info!("no --listen address: counting and scrubbing only");
@@ -124,16 +148,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
 
+    let mut signals = ShutdownSignals::new()?;
     let result = tokio::select! {
-        r = wait_for_shutdown_signal() => r,
+        () = signals.next() => Ok(()),
         r = first_failure(&mut datapaths) => r,
     };
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    for d in datapaths {
-        let _ = d.await;
+
+    // Graceful shutdown: no new connections, FIN to the open ones, wait, reset the rest.
+    if let Err(e) = bpf::config::start_draining(&mut ebpf, &settings.fast_path) {
+        tracing::error!("cannot stop answering SYNs: {e:#}");
     }
-    if let Ok(snapshot) = bpf::counters::read(&counters) {
+    let _ = phase_tx.send(Phase::Draining);
+    drain(&queries, settings.drain_timeout, &mut signals).await;
+    let _ = phase_tx.send(Phase::Stopping);
+    for d in datapaths {
+        if tokio::time::timeout(Duration::from_secs(5), d)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a datapath did not stop in time");
+        }
+    }
+    if let Ok(counters) = ebpf
+        .map(map_names::COUNTERS)
+        .context("no COUNTERS")
+        .and_then(|m| Ok(PerCpuArray::<&MapData, u64>::try_from(m)?))
+        && let Ok(snapshot) = bpf::counters::read(&counters)
+    {
         tracing::info!(
             "frames seen: {}, tcp: {}",
             snapshot.get(tcp_common::Counter::Frames),
@@ -147,10 +188,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .try_into()?;
     prog.detach(link).context("detaching the XDP program")?;
     drop(pins);
+    drop(control);
     if let Some(task) = log_task {
         task.abort();
     }
-    tracing::info!("detached from {iface} and unpinned");
+    tracing::info!("detached from {iface}, unpinned, control socket removed");
     result
 }
 
@@ -218,12 +260,117 @@ fn rx_queues(iface: &str) -> u32 {
     (ch.rx_count + ch.combined_count).max(1)
 }
 
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// SIGTERM and SIGINT, installed once so that a second one is seen too.
+struct ShutdownSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl ShutdownSignals {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+}
+
+/// Waits until no connection needs more time (all closed or in TIME-WAIT), the timeout
+/// passes, or a second signal comes.
+async fn drain(
+    queues: &[mpsc::Sender<DatapathQuery>],
+    timeout: Duration,
+    signals: &mut ShutdownSignals,
+) {
+    if queues.is_empty() {
+        return;
+    }
+    tracing::info!(
+        "draining: new SYNs are no longer answered; FIN sent on open connections; waiting up \
+         to {timeout:?} (a second signal stops at once)"
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let open = open_connections(queues).await;
+        if open == 0 {
+            tracing::info!("drained: every connection closed");
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!("drain timeout: {open} connection(s) still open will be reset");
+                return;
+            }
+            () = signals.next() => {
+                tracing::warn!("second signal: resetting {open} open connection(s) now");
+                return;
+            }
+        }
+    }
+}
+
+async fn open_connections(queues: &[mpsc::Sender<DatapathQuery>]) -> usize {
+    let mut open = 0;
+    for q in queues {
+        let (tx, rx) = oneshot::channel();
+        if q.send(DatapathQuery::Snapshot(tx)).await.is_err() {
+            continue;
+        }
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(1), rx).await {
+            open += s.open;
+        }
+    }
+    open
+}
+
+fn status_info(
+    s: &RunSettings,
+    netns: Option<String>,
+    mode: &str,
+    xsk_modes: Vec<String>,
+    since: SystemTime,
+) -> StatusInfo {
+    StatusInfo {
+        iface: s.iface.clone(),
+        pid: std::process::id(),
+        netns,
+        mode: mode.into(),
+        xsk_modes,
+        since_unix: since
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
+        uptime_secs: 0,
+        listen: s.fast_path.listen.clone(),
+        upstream: s.upstream.as_ref().map(|u| match u {
+            Upstream::Tcp(a) => a.clone(),
+            Upstream::Echo => "echo".into(),
+        }),
+        syn_cookies: s.fast_path.syn_cookies,
+        invalid_cookie: if s.fast_path.rst_invalid_cookie {
+            "rst"
+        } else {
+            "drop"
+        }
+        .into(),
+        max_conns: s.engine.max_connections as u64,
+        msl_ms: s.engine.msl.as_millis() as u64,
+        drain_timeout_ms: s.drain_timeout.as_millis() as u64,
+        phase: "serving".into(),
+        connections: 0,
+        cookie_secret: CookieSecret {
+            owner: "kernel".into(),
+            max_age_secs: 0,
+            // MAX_SYNCOOKIE_AGE (2) minute counter ticks: at least two minutes.
+            validity_secs: 120,
+        },
+    }
 }

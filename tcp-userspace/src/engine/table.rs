@@ -76,6 +76,15 @@ impl Engine {
         self.listening.insert(addr);
     }
 
+    /// Accept no more SYNs (graceful shutdown); open connections are not touched.
+    pub fn stop_listening(&mut self) {
+        self.listening.clear();
+    }
+
+    pub fn listeners(&self) -> impl Iterator<Item = &SocketAddr> {
+        self.listening.iter()
+    }
+
     fn is_listening(&self, local: SocketAddr) -> bool {
         self.listening.contains(&local)
             || self.listening.iter().any(|l| {

@@ -465,9 +465,17 @@ impl Tcb {
         }
     }
 
-    /// Abort (RFC 9293 §3.10.5): RST to the peer, buffers discarded.
+    /// Abort (RFC 9293 §3.10.5): RST to the peer, buffers discarded. In CLOSING, LAST-ACK
+    /// and TIME-WAIT our FIN is out and the TCB just goes.
     pub fn abort(&mut self, now: Instant) {
-        if self.state.synchronized() || self.state == State::SynReceived {
+        if matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+        ) {
             let rst = self.rst_segment(self.snd_nxt.0);
             self.push_segment(rst);
         }

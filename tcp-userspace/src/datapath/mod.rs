@@ -1,9 +1,11 @@
 //! One AF_XDP queue's loop: frames from the XDP program → the engine → frames back out, and
 //! each connection's bytes to and from its relay.
 
+mod snapshot;
+
 use std::{
     collections::{HashMap, VecDeque},
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     os::fd::{AsRawFd as _, RawFd},
     path::PathBuf,
     time::Duration,
@@ -11,13 +13,16 @@ use std::{
 
 use anyhow::{Context as _, anyhow};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, XskMap};
-use tcp_common::maps::{
-    FAMILY_V4, FAMILY_V6, FLOW_SACK, FLOW_TIMESTAMPS, FLOW_WSCALE, FlowKey, FlowValue,
+use tcp_common::maps::{FLOW_SACK, FLOW_TIMESTAMPS, FLOW_WSCALE, FlowKey, FlowValue};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, oneshot, watch},
 };
-use tokio::{io::unix::AsyncFd, sync::mpsc};
 
+pub use self::snapshot::QueueSnapshot;
 use crate::{
-    engine::{ConnKey, CookieHandshake, Engine, EngineConfig, Event, Instant},
+    bpf::flows::flow_key,
+    engine::{ConnKey, CookieHandshake, Engine, EngineConfig, Event, Instant, State},
     relay::{self, RelayCmd, RelayHandle, Upstream},
     wire::{ethernet::EthernetRepr, frame::TcpFrame, ip::IpRepr},
     xsk::{XskMode, XskSocket},
@@ -54,6 +59,23 @@ struct Conn {
     granted: usize,
     /// Upstream bytes the engine's send buffer could not take yet.
     pending: VecDeque<u8>,
+    /// The relay's upstream connection, once made: (upstream, our local address).
+    upstream: Option<(String, Option<String>)>,
+}
+
+/// Where the whole instance is in its life: a shutdown first drains, then stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Serving,
+    /// No new connections; every open one was sent FIN after its pending data.
+    Draining,
+    /// Reset what is left and end the loop.
+    Stopping,
+}
+
+/// Questions the control socket asks a queue's loop, which alone owns its engine.
+pub enum DatapathQuery {
+    Snapshot(oneshot::Sender<QueueSnapshot>),
 }
 
 struct RawFdRef(RawFd);
@@ -61,33 +83,6 @@ impl std::os::fd::AsRawFd for RawFdRef {
     fn as_raw_fd(&self) -> RawFd {
         self.0
     }
-}
-
-fn flow_key(local: SocketAddr, remote: SocketAddr) -> FlowKey {
-    let mut k = FlowKey {
-        src_port: remote.port(),
-        dst_port: local.port(),
-        ..FlowKey::default()
-    };
-    match (remote.ip(), local.ip()) {
-        (IpAddr::V4(r), IpAddr::V4(l)) => {
-            k.family = FAMILY_V4;
-            k.src[..4].copy_from_slice(&r.octets());
-            k.dst[..4].copy_from_slice(&l.octets());
-        }
-        (r, l) => {
-            k.family = FAMILY_V6;
-            k.src = match r {
-                IpAddr::V6(v) => v.octets(),
-                IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
-            };
-            k.dst = match l {
-                IpAddr::V6(v) => v.octets(),
-                IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
-            };
-        }
-    }
-    k
 }
 
 fn handshake(v: &FlowValue) -> CookieHandshake {
@@ -110,6 +105,7 @@ pub struct Datapath {
     l2: HashMap<ConnKey, L2>,
     cmd_tx: mpsc::UnboundedSender<RelayCmd>,
     epoch: std::time::Instant,
+    draining: bool,
     /// Frames that did not parse (bad checksum, truncated): dropped and counted.
     pub bad_frames: u64,
 }
@@ -160,6 +156,7 @@ impl Datapath {
             l2: HashMap::new(),
             cmd_tx,
             epoch: std::time::Instant::now(),
+            draining: false,
             bad_frames: 0,
         })
     }
@@ -172,11 +169,16 @@ impl Datapath {
         &self.engine
     }
 
-    /// Serves until `stop` resolves.
+    pub fn xsk_mode(&self) -> XskMode {
+        self.xsk.mode()
+    }
+
+    /// Serves until `phase` says [`Phase::Stopping`].
     pub async fn run(
         mut self,
         mut cmds: mpsc::UnboundedReceiver<RelayCmd>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        mut queries: mpsc::Receiver<DatapathQuery>,
+        mut phase: watch::Receiver<Phase>,
     ) -> anyhow::Result<()> {
         // SAFETY: the fd belongs to self.xsk, which outlives this AsyncFd (dropped first, at
         // the end of this function).
@@ -201,8 +203,23 @@ impl Datapath {
                         self.on_cmd(cmd);
                     }
                 }
+                Some(q) = queries.recv() => match q {
+                    DatapathQuery::Snapshot(reply) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                },
                 _ = tick.tick() => {}
-                _ = stop.changed() => break,
+                r = phase.changed() => {
+                    let now_phase = if r.is_ok() { *phase.borrow_and_update() } else { Phase::Stopping };
+                    match now_phase {
+                        Phase::Serving => {}
+                        Phase::Draining => self.drain(),
+                        Phase::Stopping => {
+                            self.stop();
+                            break;
+                        }
+                    }
+                }
             }
             self.receive();
             let now = self.now();
@@ -248,9 +265,15 @@ impl Datapath {
             if self.engine.get(&key).is_none()
                 && let Ok(v) = self.flows.get(&flow_key(local, remote), 0)
             {
-                self.engine
-                    .accept_cookie(local, remote, &handshake(&v), &frame.tcp, now);
-                continue;
+                if self.draining {
+                    // Too late for a new connection: forget the flow, and the engine
+                    // answers the ACK with RST as it matches no connection.
+                    let _ = self.flows.remove(&flow_key(local, remote));
+                } else {
+                    self.engine
+                        .accept_cookie(local, remote, &handshake(&v), &frame.tcp, now);
+                    continue;
+                }
             }
             self.engine.on_segment(local, remote, &frame.tcp, now);
         }
@@ -259,14 +282,26 @@ impl Datapath {
     fn on_cmd(&mut self, cmd: RelayCmd) {
         let now = self.now();
         match cmd {
+            RelayCmd::Connected { key, local, peer } => {
+                if let Some(conn) = self.conns.get_mut(&key) {
+                    conn.upstream = Some((peer, local));
+                }
+            }
             RelayCmd::Data(key, data) => {
                 let Some(conn) = self.conns.get_mut(&key) else {
                     return;
                 };
+                if self.draining {
+                    // We already sent FIN: nothing more can go to the client.
+                    return;
+                }
                 conn.granted = conn.granted.saturating_sub(data.len());
                 conn.pending.extend(data);
             }
             RelayCmd::Fin(key) => {
+                if self.draining {
+                    return;
+                }
                 if let Some(conn) = self.conns.get_mut(&key) {
                     // Flush what is pending first; the FIN follows the data.
                     let pending: Vec<u8> = conn.pending.drain(..).collect();
@@ -340,6 +375,7 @@ impl Datapath {
                             relay,
                             granted,
                             pending: VecDeque::new(),
+                            upstream: None,
                         },
                     );
                 }
@@ -351,14 +387,86 @@ impl Datapath {
                 }
                 Event::Closed => {
                     if let Some(c) = self.conns.remove(&key) {
-                        // Graceful end: the relay has finished both directions already.
-                        drop(c.relay.to_upstream);
+                        if self.draining {
+                            // The upstream may still be sending what nobody will read.
+                            c.relay.abort();
+                        } else {
+                            // Graceful end: the relay has finished both directions already.
+                            drop(c.relay.to_upstream);
+                        }
                     }
                     let _ = self.flows.remove(&flow_key(key.0, key.1));
                 }
                 Event::Readable | Event::Writable | Event::PeerClosed => {}
             }
         }
+    }
+
+    /// Graceful shutdown, first step: accept nothing new and close every connection (FIN
+    /// after what is already queued for the client).
+    fn drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        self.engine.stop_listening();
+        let now = self.now();
+        let keys: Vec<ConnKey> = self.engine.connections().map(|(k, _)| *k).collect();
+        for key in keys {
+            let pending: Vec<u8> = self
+                .conns
+                .get_mut(&key)
+                .map(|c| c.pending.drain(..).collect())
+                .unwrap_or_default();
+            self.engine.with_conn(&key, now, |t| {
+                t.send(&pending, now);
+                t.close(now);
+            });
+        }
+        self.handle_events();
+        self.transmit();
+        tracing::info!(
+            "{} queue {}: draining {} connection(s)",
+            self.cfg.iface,
+            self.cfg.queue,
+            self.engine.len()
+        );
+    }
+
+    /// Graceful shutdown, last step: reset what did not close in time.
+    fn stop(&mut self) {
+        self.drain();
+        let now = self.now();
+        let keys: Vec<ConnKey> = self.engine.connections().map(|(k, _)| *k).collect();
+        let mut reset = 0;
+        for key in keys {
+            if self.engine.with_conn(&key, now, |t| {
+                let open = t.state() != State::TimeWait;
+                t.abort(now);
+                open
+            }) == Some(true)
+            {
+                reset += 1;
+            }
+        }
+        if reset > 0 {
+            tracing::warn!(
+                "{} queue {}: reset {reset} connection(s) that had not closed",
+                self.cfg.iface,
+                self.cfg.queue
+            );
+        }
+        self.handle_events();
+        self.transmit();
+        for (_, c) in self.conns.drain() {
+            c.relay.abort();
+        }
+    }
+
+    /// Connections that still need time to close (TIME-WAIT does not count: the client is
+    /// done).
+    pub fn open_connections(&self) -> usize {
+        self.engine.len() - self.engine.count_in(State::TimeWait)
     }
 
     fn transmit(&mut self) {

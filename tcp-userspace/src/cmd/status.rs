@@ -1,0 +1,110 @@
+//! `tcpfront status`: every instance on this machine, how it runs and since when.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    cli::StatusArgs,
+    control::{
+        client,
+        proto::{Request, Response, StatusInfo},
+    },
+    instance::{self, Paths},
+};
+
+#[derive(Serialize)]
+struct Entry {
+    iface: String,
+    /// `running`, or `stale` for pins without a daemon (crashed; the next run cleans up).
+    state: &'static str,
+    status: Option<StatusInfo>,
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    instance::require_root("tcpfront status")?;
+    let mut entries = Vec::new();
+    for iface in instance::running_instances() {
+        let paths = Paths::new(&iface)?;
+        let status = match client::ask(&paths, &Request::Status) {
+            Ok(Some(Response::Status(s))) => Some(s),
+            Ok(_) => None,
+            Err(e) => {
+                eprintln!("{iface}: {e:#}");
+                None
+            }
+        };
+        entries.push(Entry {
+            iface,
+            state: if status.is_some() { "running" } else { "stale" },
+            status,
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("tcpfront is not running on any interface");
+        return Ok(());
+    }
+    let mut out = String::new();
+    for e in &entries {
+        let Some(s) = &e.status else {
+            let _ = writeln!(
+                out,
+                "{}: stale pins of a dead instance (the next `tcpfront run` removes them)",
+                e.iface
+            );
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "{}{}: {} (pid {}), XDP {} mode, up {}s since {} (unix), {} connection(s)",
+            s.iface,
+            s.netns
+                .as_ref()
+                .map_or_else(String::new, |n| format!(" in netns {n}")),
+            s.phase,
+            s.pid,
+            s.mode,
+            s.uptime_secs,
+            s.since_unix,
+            s.connections
+        );
+        let listen: Vec<String> = s.listen.iter().map(|l| l.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "  listen {} -> upstream {}",
+            if listen.is_empty() {
+                "(none: counting and scrubbing)".into()
+            } else {
+                listen.join(", ")
+            },
+            s.upstream.as_deref().unwrap_or("(none)")
+        );
+        let _ = writeln!(
+            out,
+            "  AF_XDP {}; SYN cookies {}; invalid cookies: {}; max-conns {}; MSL {}ms; drain \
+             timeout {}ms",
+            if s.xsk_modes.is_empty() {
+                "not used".into()
+            } else {
+                s.xsk_modes.join(",")
+            },
+            if s.syn_cookies { "in XDP" } else { "off" },
+            s.invalid_cookie,
+            s.max_conns,
+            s.msl_ms,
+            s.drain_timeout_ms
+        );
+        let _ = writeln!(
+            out,
+            "  cookie secret: the {}'s per-boot key (age at most {}s, not rotated); a cookie \
+             stays valid about {}s",
+            s.cookie_secret.owner, s.cookie_secret.max_age_secs, s.cookie_secret.validity_secs
+        );
+    }
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! What travels over the control socket. The JSON field names are stable: `conns --json`,
+//! `stats --json` and `status --json` print these structures (see the README).
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "request", rename_all = "lowercase")]
+pub enum Request {
+    Conns,
+    Stats,
+    Status,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "lowercase")]
+pub enum Response {
+    Conns(ConnsReply),
+    Stats(EngineStats),
+    Status(StatusInfo),
+    Error { message: String },
+}
+
+/// One connection: an entry of the XDP flow map, the engine's TCB, or (usually) both.
+/// Fields the source does not know are `null`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConnInfo {
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// tcpfront's side.
+    pub local: SocketAddr,
+    /// The client.
+    pub remote: SocketAddr,
+    /// RFC 9293 state name; `null` for a flow-map entry the engine has no TCB for.
+    pub state: Option<String>,
+    /// Milliseconds of TIME-WAIT left.
+    pub time_wait_left_ms: Option<u64>,
+    pub snd_una: Option<u32>,
+    pub snd_nxt: Option<u32>,
+    pub rcv_nxt: Option<u32>,
+    /// Send window (bytes, scaled) the client offers.
+    pub snd_wnd: Option<u64>,
+    /// Receive window (bytes) tcpfront offers.
+    pub rcv_wnd: Option<u64>,
+    /// Shift applied to the client's window fields.
+    pub snd_wscale: Option<u8>,
+    /// Shift applied to ours.
+    pub rcv_wscale: Option<u8>,
+    pub mss: Option<u16>,
+    pub srtt_us: Option<u64>,
+    pub rto_ms: Option<u64>,
+    pub cwnd: Option<u64>,
+    pub retransmits: Option<u64>,
+    /// Payload bytes received from the client.
+    pub bytes_in: Option<u64>,
+    /// Payload bytes sent to the client (first transmissions).
+    pub bytes_out: Option<u64>,
+    pub age_ms: Option<u64>,
+    /// The upstream the relay connected to (`echo` for the built-in one).
+    pub upstream: Option<String>,
+    /// The relay's local address towards the upstream.
+    pub upstream_local: Option<String>,
+    /// The AF_XDP queue serving the connection.
+    pub queue: Option<u32>,
+    /// The XDP flow map has an entry for it.
+    pub in_flow_map: bool,
+    /// The handshake was a SYN cookie checked in XDP.
+    pub from_cookie: bool,
+}
+
+impl ConnInfo {
+    /// A row that knows only its addresses.
+    pub fn new(local: SocketAddr, remote: SocketAddr) -> Self {
+        Self {
+            family: if local.is_ipv4() { "ipv4" } else { "ipv6" }.into(),
+            local,
+            remote,
+            state: None,
+            time_wait_left_ms: None,
+            snd_una: None,
+            snd_nxt: None,
+            rcv_nxt: None,
+            snd_wnd: None,
+            rcv_wnd: None,
+            snd_wscale: None,
+            rcv_wscale: None,
+            mss: None,
+            srtt_us: None,
+            rto_ms: None,
+            cwnd: None,
+            retransmits: None,
+            bytes_in: None,
+            bytes_out: None,
+            age_ms: None,
+            upstream: None,
+            upstream_local: None,
+            queue: None,
+            in_flow_map: false,
+            from_cookie: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConnsReply {
+    /// Addresses tcpfront accepts connections on (shown as LISTEN rows).
+    pub listeners: Vec<SocketAddr>,
+    pub connections: Vec<ConnInfo>,
+}
+
+/// The engines' counters, summed over queues.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EngineStats {
+    pub opened: u64,
+    pub closed: u64,
+    pub reset: u64,
+    /// New connections refused with RST at --max-conns.
+    pub rejected_full: u64,
+    /// RSTs sent to segments of no connection.
+    pub rst_no_conn: u64,
+    pub retransmits: u64,
+    /// AF_XDP frames dropped because they did not parse (bad checksum, truncated).
+    pub bad_frames: u64,
+    /// Connections in the table now.
+    pub connections: u64,
+    pub time_wait: u64,
+    /// Connections per state name (states with none are left out).
+    pub states: BTreeMap<String, u64>,
+}
+
+impl EngineStats {
+    pub fn add(&mut self, o: &EngineStats) {
+        self.opened += o.opened;
+        self.closed += o.closed;
+        self.reset += o.reset;
+        self.rejected_full += o.rejected_full;
+        self.rst_no_conn += o.rst_no_conn;
+        self.retransmits += o.retransmits;
+        self.bad_frames += o.bad_frames;
+        self.connections += o.connections;
+        self.time_wait += o.time_wait;
+        for (k, v) in &o.states {
+            *self.states.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub iface: String,
+    pub pid: u32,
+    /// The network namespace given with --netns, if any.
+    pub netns: Option<String>,
+    /// XDP attach mode: `drv` or `skb`.
+    pub mode: String,
+    /// AF_XDP binding per queue: `copy` or `zerocopy` (empty with --xdp-only).
+    pub xsk_modes: Vec<String>,
+    /// Seconds since the Unix epoch when the program was attached.
+    pub since_unix: u64,
+    pub uptime_secs: u64,
+    pub listen: Vec<SocketAddr>,
+    /// `host:port`, `echo`, or null (counting and scrubbing only).
+    pub upstream: Option<String>,
+    pub syn_cookies: bool,
+    pub invalid_cookie: String,
+    pub max_conns: u64,
+    pub msl_ms: u64,
+    pub drain_timeout_ms: u64,
+    /// `serving` or `draining`.
+    pub phase: String,
+    pub connections: u64,
+    pub cookie_secret: CookieSecret,
+}
+
+/// tcpfront signs cookies with the kernel's SYN-cookie helpers, hence the kernel's secret.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CookieSecret {
+    /// Who owns the key: `kernel`.
+    pub owner: String,
+    /// The kernel draws it once per boot, at first use, and never rotates it: its age is at
+    /// most the system's uptime.
+    pub max_age_secs: u64,
+    /// A cookie is accepted for about this long after its SYN-ACK (the kernel's
+    /// MAX_SYNCOOKIE_AGE minute counter).
+    pub validity_secs: u64,
+}

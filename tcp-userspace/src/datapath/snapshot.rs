@@ -1,0 +1,97 @@
+//! What a queue's loop reports to the control socket: its connections and counters.
+
+use crate::{
+    control::proto::{ConnInfo, EngineStats},
+    engine::{State, Tcb},
+};
+
+use super::{Conn, Datapath};
+
+/// One queue's answer to [`super::DatapathQuery::Snapshot`].
+#[derive(Debug, Clone, Default)]
+pub struct QueueSnapshot {
+    pub queue: u32,
+    pub connections: Vec<ConnInfo>,
+    pub stats: EngineStats,
+    pub listeners: Vec<std::net::SocketAddr>,
+    /// Connections that still need time to close (not TIME-WAIT).
+    pub open: usize,
+}
+
+const ALL_STATES: [State; 11] = [
+    State::Listen,
+    State::SynSent,
+    State::SynReceived,
+    State::Established,
+    State::FinWait1,
+    State::FinWait2,
+    State::CloseWait,
+    State::Closing,
+    State::LastAck,
+    State::TimeWait,
+    State::Closed,
+];
+
+impl Datapath {
+    pub(super) fn snapshot(&self) -> QueueSnapshot {
+        let now = self.now();
+        let connections = self
+            .engine
+            .connections()
+            .map(|(key, tcb)| conn_info(tcb, self.conns.get(key), self.cfg.queue, now))
+            .collect();
+        let c = &self.engine.counters;
+        let mut stats = EngineStats {
+            opened: c.opened,
+            closed: c.closed,
+            reset: c.reset,
+            rejected_full: c.rejected_full,
+            rst_no_conn: c.rst_no_conn,
+            retransmits: c.retransmits,
+            bad_frames: self.bad_frames,
+            connections: self.engine.len() as u64,
+            time_wait: self.engine.count_in(State::TimeWait) as u64,
+            ..EngineStats::default()
+        };
+        for s in ALL_STATES {
+            let n = self.engine.count_in(s) as u64;
+            if n > 0 {
+                stats.states.insert(s.name().to_string(), n);
+            }
+        }
+        QueueSnapshot {
+            queue: self.cfg.queue,
+            connections,
+            stats,
+            listeners: self.engine.listeners().copied().collect(),
+            open: self.open_connections(),
+        }
+    }
+}
+
+fn conn_info(tcb: &Tcb, conn: Option<&Conn>, queue: u32, now: crate::engine::Instant) -> ConnInfo {
+    let (snd_shift, rcv_shift) = tcb.wscale();
+    ConnInfo {
+        state: Some(tcb.state().name().into()),
+        time_wait_left_ms: tcb.time_wait_left(now).map(|d| d.as_millis() as u64),
+        snd_una: Some(tcb.snd_una()),
+        snd_nxt: Some(tcb.snd_nxt()),
+        rcv_nxt: Some(tcb.rcv_nxt()),
+        snd_wnd: Some(tcb.snd_wnd() as u64),
+        rcv_wnd: Some(tcb.rcv_wnd() as u64),
+        snd_wscale: Some(snd_shift),
+        rcv_wscale: Some(rcv_shift),
+        mss: Some(tcb.mss().min(u16::MAX as usize) as u16),
+        srtt_us: tcb.srtt().map(|d| d.as_micros() as u64),
+        rto_ms: Some(tcb.rto().as_millis() as u64),
+        cwnd: Some(tcb.cwnd() as u64),
+        retransmits: Some(tcb.stats.retransmits),
+        bytes_in: Some(tcb.stats.bytes_in),
+        bytes_out: Some(tcb.stats.bytes_out),
+        age_ms: Some(tcb.age(now).as_millis() as u64),
+        upstream: conn.and_then(|c| c.upstream.as_ref().map(|u| u.0.clone())),
+        upstream_local: conn.and_then(|c| c.upstream.as_ref().and_then(|u| u.1.clone())),
+        queue: Some(queue),
+        ..ConnInfo::new(tcb.local, tcb.remote)
+    }
+}
