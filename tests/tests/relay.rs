@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use aya::maps::{HashMap, Map, MapData};
 use sha2::{Digest as _, Sha256};
 use tcp_common::maps::{FlowKey, FlowValue};
+use tcpfront_impair::{Impairment, Profile};
 use tcpfront_tests::{
     lab::Lab,
     netns::{command_in, run_in, spawn_in},
@@ -187,11 +188,48 @@ const BULK: usize = 100 * 1024 * 1024;
 #[test]
 fn hundred_megabytes_up_and_down_are_byte_exact() -> anyhow::Result<()> {
     let lab = lab()?;
+    bulk_up_and_down(&lab, None)
+}
+
+/// The same transfer over a lossy link: a seeded impairment on the client's veth drops 2% of
+/// the TCP frames each way, sends 1% of tcpfront's frames late through another CPU, and
+/// duplicates 1% of the client's (on that side a unit is the kernel's GSO packet, so losses
+/// come in bursts). `TCPFRONT_IMPAIR_SEED` replays another seed.
+#[test]
+fn hundred_megabytes_up_and_down_survive_loss_reordering_and_duplicates() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let seed = std::env::var("TCPFRONT_IMPAIR_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7466_726f_6e74_u64);
+    eprintln!("impairment seed {seed} (set TCPFRONT_IMPAIR_SEED to replay another)");
+    // The impairment takes the place of the pass-through program on the client's veth.
+    let detach = std::process::Command::new(tcpfront_bin())
+        .args(["--netns", &lab.names.client_ns, "peer", "detach", "--iface"])
+        .arg(&lab.names.client_if)
+        .output()?;
+    anyhow::ensure!(detach.status.success(), "peer detach failed");
+    let iface = lab.names.client_if.clone();
+    let impairment = run_in(&lab.names.client_ns, move || {
+        Impairment::attach(
+            &iface,
+            Profile {
+                seed,
+                drop_ppm: 20_000,
+                reorder_ppm: 10_000,
+                duplicate_ppm: 10_000,
+            },
+        )
+    })?;
+    bulk_up_and_down(&lab, Some(&impairment))
+}
+
+fn bulk_up_and_down(lab: &Lab, impairment: Option<&Impairment>) -> anyhow::Result<()> {
     // Upload: the upstream hashes what it receives and answers with the digest.
     // Download: the upstream sends BULK bytes and closes.
     let down = pattern(BULK, 7);
     let down_hash = sha256(&down);
-    let up = upstream(&lab, 2, move |mut s| {
+    let up = upstream(lab, 2, move |mut s| {
         let mut kind = [0u8; 1];
         s.read_exact(&mut kind)?;
         if kind[0] == b'U' {
@@ -210,8 +248,8 @@ fn hundred_megabytes_up_and_down_are_byte_exact() -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    let tf = start(&lab, &format!("127.0.0.1:{UPSTREAM}"), &[])?;
-    let addr = client_addr(&lab, false);
+    let tf = start(lab, &format!("127.0.0.1:{UPSTREAM}"), &[])?;
+    let addr = client_addr(lab, false);
     let upload = pattern(BULK, 3);
     let upload_hash = sha256(&upload);
     let t0 = Instant::now();
@@ -243,6 +281,16 @@ fn hundred_megabytes_up_and_down_are_byte_exact() -> anyhow::Result<()> {
     assert_eq!(got_up, upload_hash.to_vec(), "upload SHA-256 differs");
     assert_eq!(got_down, down_hash, "download SHA-256 differs");
     join(up)?;
+    if let Some(imp) = impairment {
+        let s = imp.stats()?;
+        eprintln!("impairment: {s:?}");
+        // The link really was impaired both ways, and tcpfront had to recover.
+        assert!(s.dropped_rx > 0 && s.reordered_rx > 0, "{s:?}");
+        assert!(s.dropped_tx > 0 && s.duplicated_tx > 0, "{s:?}");
+        let stats = tf.stats()?;
+        let retransmits = stats["engine"]["retransmits"].as_u64().unwrap_or(0);
+        assert!(retransmits > 0, "no retransmissions: {stats}");
+    }
     assert!(tf.stop()?.success());
     Ok(())
 }
