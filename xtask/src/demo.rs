@@ -1,7 +1,11 @@
 //! `cargo xtask demo`: tcpfront on a lab veth in front of a real HTTP server, with real curl
 //! requests from the client namespace, then its counters.
 
-use std::{process::Stdio, time::Duration};
+use std::{
+    io::{Read as _, Write as _},
+    process::Stdio,
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use tcpfront_tests::{
@@ -149,6 +153,29 @@ pub fn demo() -> anyhow::Result<()> {
         syn_acks(&tf)? - before
     );
 
+    step("a client holds a connection open (a request without its last line)");
+    let addr = std::net::SocketAddr::new(lab.front_addr(false), FRONT_PORT);
+    let mut held = tcpfront_tests::netns::run_in(&lab.names.client_ns, move || {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: demo\r\n")?;
+        Ok(s)
+    })?;
+    std::thread::sleep(Duration::from_millis(200));
+    println!("    held open from {}", held.local_addr()?);
+
+    step("tcpfront conns (like ss -tan: the flow map joined with the engine's connections)");
+    println!("    the curls above are in TIME-WAIT on tcpfront's side: the upstream closed first");
+    let conns = tf.cli(&["conns", "--iface", &lab.names.front_if])?;
+    if !conns.status.success() {
+        bail!(
+            "tcpfront conns failed: {}",
+            String::from_utf8_lossy(&conns.stderr)
+        );
+    }
+    for line in String::from_utf8_lossy(&conns.stdout).lines() {
+        println!("    {line}");
+    }
+
     step("tcpfront stats (XDP counters, summed over CPUs; zero rows hidden)");
     let stats = tf.cli(&["stats", "--iface", &lab.names.front_if])?;
     if !stats.status.success() {
@@ -163,8 +190,29 @@ pub fn demo() -> anyhow::Result<()> {
         }
     }
 
-    step("stop tcpfront (SIGTERM): detach and unpin");
-    let status = tf.stop()?;
+    step("stop tcpfront (SIGTERM): drain with FIN, detach, unpin");
+    // The held client closes as soon as it sees tcpfront's FIN.
+    let reader = std::thread::spawn(move || {
+        held.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        let mut buf = [0u8; 256];
+        let seen = match held.read(&mut buf) {
+            Ok(0) => "FIN".to_string(),
+            Ok(n) => format!("{n} bytes"),
+            Err(e) => e.to_string(),
+        };
+        drop(held);
+        seen
+    });
+    let mut tf = tf;
+    tf.proc.signal(libc::SIGTERM);
+    let status = tf.proc.wait_timeout(Duration::from_secs(30))?;
+    for line in tf.log_text().lines().filter(|l| l.contains("drain")) {
+        println!("    log: {}", line.split_once("tcpfront::").map_or(line, |x| x.1));
+    }
+    let seen = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?;
+    println!("    the held connection saw: {seen}");
     println!(
         "    exited: {status}; XDP attached now: {}; pins left: {}",
         lab.front_has_xdp()?,
