@@ -207,7 +207,10 @@ pub fn demo() -> anyhow::Result<()> {
     tf.proc.signal(libc::SIGTERM);
     let status = tf.proc.wait_timeout(Duration::from_secs(30))?;
     for line in tf.log_text().lines().filter(|l| l.contains("drain")) {
-        println!("    log: {}", line.split_once("tcpfront::").map_or(line, |x| x.1));
+        println!(
+            "    log: {}",
+            line.split_once("tcpfront::").map_or(line, |x| x.1)
+        );
     }
     let seen = reader
         .join()

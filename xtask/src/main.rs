@@ -1,5 +1,6 @@
 //! `cargo xtask …`: everything a newcomer needs, from a fresh machine to a running lab.
 
+mod bench;
 mod build;
 mod demo;
 mod lab;
@@ -36,6 +37,11 @@ enum Command {
     },
     /// Set up, build and show tcpfront on real traffic in a throw-away lab.
     Demo,
+    /// Benchmarks: tcpfront against kernel TCP in one lab, side by side, as ratios.
+    Bench {
+        #[command(subcommand)]
+        action: bench::BenchAction,
+    },
     /// Set up, build and run the whole test suite.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -52,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Lab { action } => lab::lab(action),
         Command::Run { args } => lab::run(&args),
         Command::Demo => demo::demo(),
+        Command::Bench { action } => bench::bench(action),
         Command::Test { args } => test::test(&args),
     };
     match result {
