@@ -3,6 +3,7 @@
 //!   sends some through another CPU (cpumap), where they arrive after later frames.
 //! - `impair_tx` (tc egress, on the client's veth: frames to tcpfront) drops some TCP frames
 //!   and sends a copy of some.
+//!
 //! It stands in for the peer pass-through program, which veth needs for XDP_TX frames.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]

@@ -139,6 +139,7 @@ fn nft(ns: &str, script: &str) -> anyhow::Result<()> {
     let mut child = command_in(ns, "nft")
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .context("running nft")?;
     child
@@ -146,9 +147,13 @@ fn nft(ns: &str, script: &str) -> anyhow::Result<()> {
         .take()
         .context("nft stdin")?
         .write_all(script.as_bytes())?;
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("nft failed ({status}) on:\n{script}");
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "nft failed ({}): {} on:\n{script}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

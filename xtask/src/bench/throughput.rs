@@ -153,13 +153,13 @@ fn report(rows: &[Row], duration: Duration) -> anyhow::Result<()> {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<36} {:>12} {:>12} {:>18}",
+        "{:<36} {:>15} {:>15} {:>18}",
         "measurement", "kernel", "tcpfront", "tcpfront / kernel"
     );
     for r in rows {
         let _ = writeln!(
             t,
-            "{:<36} {:>12} {:>12} {:>18}",
+            "{:<36} {:>15} {:>15} {:>18}",
             r.name,
             format!("{:.2} {}", r.kernel, short(r.unit)),
             format!("{:.2} {}", r.tcpfront, short(r.unit)),
