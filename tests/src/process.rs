@@ -177,6 +177,9 @@ impl Drop for Tcpfront {
     fn drop(&mut self) {
         // A test that failed while tcpfront ran: let it clean up, then make sure.
         if let Ok(None) = self.proc.child.try_wait() {
+            // The second signal skips the drain: reset, detach and unpin at once.
+            self.proc.signal(libc::SIGTERM);
+            std::thread::sleep(Duration::from_millis(200));
             self.proc.signal(libc::SIGTERM);
             let _ = self.proc.wait_timeout(Duration::from_secs(10));
         }

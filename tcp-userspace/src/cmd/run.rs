@@ -46,6 +46,9 @@ impl Drop for Pins<'_> {
 pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let settings = RunSettings::resolve(&args)?;
     instance::require_root("tcpfront run")?;
+    // Installed first: a signal during start-up is then seen (and cleaned up after) instead
+    // of killing the process with its pins in place.
+    let mut signals = ShutdownSignals::new()?;
     let iface = settings.iface.clone();
     let paths = Paths::new(&iface)?;
     super::interface_index(&iface)?;
@@ -148,7 +151,6 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         );
     }
 
-    let mut signals = ShutdownSignals::new()?;
     let result = tokio::select! {
         () = signals.next() => Ok(()),
         r = first_failure(&mut datapaths) => r,
