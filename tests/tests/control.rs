@@ -425,6 +425,7 @@ fn without_the_daemon_conns_reads_the_pinned_flow_map() -> anyhow::Result<()> {
     let cleanup = || {
         let _ = std::fs::remove_dir_all(lab.pin_dir());
         let _ = std::fs::remove_file(format!("/run/tcpfront/{iface}.sock"));
+        let _ = std::fs::remove_file(format!("/run/tcpfront/{iface}.lock"));
     };
     let result = (|| {
         ensure!(out.status.success(), "conns failed: {stderr}");
