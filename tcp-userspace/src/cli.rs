@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::engine::State;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tcpfront",
@@ -164,21 +166,6 @@ pub struct ConnsArgs {
     pub json: bool,
 }
 
-/// The RFC 9293 state names, as `conns` prints them.
-pub const STATE_NAMES: [&str; 11] = [
-    "LISTEN",
-    "SYN-SENT",
-    "SYN-RECEIVED",
-    "ESTABLISHED",
-    "FIN-WAIT-1",
-    "FIN-WAIT-2",
-    "CLOSE-WAIT",
-    "CLOSING",
-    "LAST-ACK",
-    "TIME-WAIT",
-    "CLOSED",
-];
-
 /// Normalises a state name (any case, `_` or `-`, ss abbreviations) to its RFC 9293 name.
 pub fn parse_state(s: &str) -> Result<String, String> {
     let norm = s.trim().to_ascii_uppercase().replace('_', "-");
@@ -188,12 +175,13 @@ pub fn parse_state(s: &str) -> Result<String, String> {
         "TIMEWAIT" => "TIME-WAIT".to_string(),
         other => other.to_string(),
     };
-    if STATE_NAMES.contains(&name.as_str()) {
+    let names = State::ALL.map(State::name);
+    if names.contains(&name.as_str()) {
         Ok(name)
     } else {
         Err(format!(
             "unknown state {s:?}; one of: {}",
-            STATE_NAMES.join(", ").to_ascii_lowercase()
+            names.join(", ").to_ascii_lowercase()
         ))
     }
 }

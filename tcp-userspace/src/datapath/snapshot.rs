@@ -18,20 +18,6 @@ pub struct QueueSnapshot {
     pub open: usize,
 }
 
-const ALL_STATES: [State; 11] = [
-    State::Listen,
-    State::SynSent,
-    State::SynReceived,
-    State::Established,
-    State::FinWait1,
-    State::FinWait2,
-    State::CloseWait,
-    State::Closing,
-    State::LastAck,
-    State::TimeWait,
-    State::Closed,
-];
-
 impl Datapath {
     pub(super) fn snapshot(&self) -> QueueSnapshot {
         let now = self.now();
@@ -53,7 +39,7 @@ impl Datapath {
             time_wait: self.engine.count_in(State::TimeWait) as u64,
             ..EngineStats::default()
         };
-        for s in ALL_STATES {
+        for s in State::ALL {
             let n = self.engine.count_in(s) as u64;
             if n > 0 {
                 stats.states.insert(s.name().to_string(), n);

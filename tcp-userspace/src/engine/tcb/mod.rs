@@ -34,6 +34,21 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in RFC 9293 §3.3.2's order.
+    pub const ALL: [State; 11] = [
+        State::Listen,
+        State::SynSent,
+        State::SynReceived,
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::CloseWait,
+        State::Closing,
+        State::LastAck,
+        State::TimeWait,
+        State::Closed,
+    ];
+
     /// The name `ss` and RFC 9293 use.
     pub fn name(self) -> &'static str {
         match self {
