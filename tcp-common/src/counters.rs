@@ -1,6 +1,8 @@
 //! The per-CPU packet counters of the XDP program.
 //!
-//! The map is a `PerCpuArray<u64>` indexed by [`Counter`]; user space sums the CPUs.
+//! The map is a `PerCpuArray` with a single [`CounterBlock`] per CPU, indexed by [`Counter`]:
+//! the program looks its CPU's block up once per frame and then counts with plain adds.
+//! User space sums the CPUs.
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal ),+ $(,)?) => {
@@ -26,6 +28,9 @@ macro_rules! counters {
                 self as u32
             }
         }
+
+        /// One CPU's counters: the single value of the `COUNTERS` per-CPU array.
+        pub type CounterBlock = [u64; Counter::COUNT as usize];
     };
 }
 
@@ -85,6 +90,7 @@ counters! {
 
     // Why a frame was dropped (each drop counts one reason).
     DropTruncated = "drop_truncated",
+    /// An IP version that does not match the ethertype, or an IPv4 IHL below 5.
     DropBadIhl = "drop_bad_ihl",
     DropBadDataOffset = "drop_bad_data_offset",
     DropBadOptions = "drop_bad_options",
@@ -98,6 +104,14 @@ counters! {
     DropNoFlow = "drop_no_flow",
     /// The frame could not be resized for the reply.
     DropResize = "drop_resize",
+    /// IPv4 total length or IPv6 payload length shorter than the headers it must hold, or a
+    /// TCP data offset past the IP payload (RFC 791, RFC 8200 §3, RFC 9293 §3.1).
+    DropBadIpLength = "drop_bad_ip_length",
+    /// An IPv4 header checksum that does not verify (RFC 791), on a frame we would answer.
+    DropBadIpChecksum = "drop_bad_ip_checksum",
+    /// A TCP checksum that does not verify (RFC 9293 §3.1: discard), on a segment we would
+    /// answer or turn into a flow.
+    DropBadChecksum = "drop_bad_checksum",
 
     // The SYN-cookie front door.
     SynAckSent = "syn_ack_sent",

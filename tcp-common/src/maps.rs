@@ -29,11 +29,34 @@ pub struct Config {
     /// Window scale tcpfront offers in SYN-ACKs when the client offered one.
     pub wscale: u8,
     pub _pad: u8,
+    /// Seed of the flow filter's hash (see `flow_filter_slot`), random per instance.
+    pub filter_seed: u64,
+}
+
+/// `PORTS` value bit: every IPv4 address of this port is protected (`0.0.0.0:P`).
+pub const PORT_V4_ANY: u8 = 1 << 0;
+/// `PORTS` value bit: every IPv6 address of this port is protected (`[::]:P`).
+pub const PORT_V6_ANY: u8 = 1 << 1;
+/// `PORTS` value bit: some IPv4 addresses of this port are protected; `LISTEN` says which.
+pub const PORT_V4_EXACT: u8 = 1 << 2;
+/// `PORTS` value bit: some IPv6 addresses of this port are protected; `LISTEN` says which.
+pub const PORT_V6_EXACT: u8 = 1 << 3;
+
+/// The `PORTS` bits that make `dst:port` protected for a family, given whether `LISTEN`
+/// holds the exact address (`exact`). The XDP program asks `LISTEN` only when the port has
+/// exact entries of that family, so the common wildcard case costs one array lookup.
+pub const fn port_bits(family: u8) -> (u8, u8) {
+    if family == FAMILY_V6 {
+        (PORT_V6_ANY, PORT_V6_EXACT)
+    } else {
+        (PORT_V4_ANY, PORT_V4_EXACT)
+    }
 }
 
 /// A protected listen address: key of `LISTEN`. An all-zero `addr` matches any address of
-/// the family. Ports are in host byte order.
-#[repr(C)]
+/// the family. Ports are in host byte order. Aligned so that the XDP program fills it with
+/// word stores.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ListenKey {
     /// IPv4 in the first 4 bytes (network order), or IPv6.
@@ -44,8 +67,8 @@ pub struct ListenKey {
 }
 
 /// Key of `FLOWS`: a connection as seen from the client (src = client, dst = tcpfront).
-/// Ports in host byte order.
-#[repr(C)]
+/// Ports in host byte order. Aligned so that the XDP program fills it with word stores.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub src: [u8; 16],
@@ -54,6 +77,61 @@ pub struct FlowKey {
     pub dst_port: u16,
     pub family: u8,
     pub _pad: [u8; 3],
+}
+
+impl FlowKey {
+    /// The key as the five little-endian words it is in memory (what the XDP program builds
+    /// and hashes): source address, destination address, then ports and family.
+    pub fn words(&self) -> [u64; 5] {
+        let w = |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_le_bytes(a)
+        };
+        [
+            w(&self.src[..8]),
+            w(&self.src[8..]),
+            w(&self.dst[..8]),
+            w(&self.dst[8..]),
+            u64::from(self.src_port)
+                | u64::from(self.dst_port) << 16
+                | u64::from(self.family) << 32,
+        ]
+    }
+}
+
+/// Slots of the flow filter (a power of two). Each slot is an 8-bit counter, eight to a
+/// 64-bit word of `FLOW_FILTER` (BPF's atomic add works on whole words): 128 KiB in all,
+/// small enough for the CPU's caches and TLB, where `FLOWS` (hundreds of thousands of
+/// buckets) is not.
+pub const FLOW_FILTER_BITS: u32 = 17;
+pub const FLOW_FILTER_SLOTS: u32 = 1 << FLOW_FILTER_BITS;
+/// Words of the `FLOW_FILTER` array.
+pub const FLOW_FILTER_WORDS: u32 = FLOW_FILTER_SLOTS / 8;
+
+/// The flow filter slot of a flow key's words, under the instance's random `seed`.
+///
+/// The filter counts, per slot, the `FLOWS` entries whose keys hash there: the XDP program
+/// adds one before it inserts a flow, user space takes one away after it deleted one. A zero
+/// slot proves that no flow with such a key exists, so a SYN (or any segment) of a new
+/// 4-tuple needs no `FLOWS` lookup, which costs a cache and TLB miss. A non-zero slot only
+/// says "look": collisions, and entries the LRU evicted, cost a lookup, never a wrong answer.
+/// The seed keeps clients from aiming 256 connections at one 8-bit slot.
+pub const fn flow_filter_slot(w: &[u64; 5], seed: u64) -> u32 {
+    // Multiply-add of the words with odd constants, the top bits taken: cheap in BPF (no
+    // rotate instruction) and mixing every input bit into the slot.
+    let h = (w[0] ^ seed)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(w[1].wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
+        .wrapping_add(w[2].wrapping_mul(0x1656_67b1_9e37_79f9))
+        .wrapping_add(w[3].wrapping_mul(0x85eb_ca77_c2b2_ae63))
+        .wrapping_add((w[4] ^ seed).wrapping_mul(0x27d4_eb2f_1656_67c5));
+    (h.wrapping_mul(0xff51_afd7_ed55_8ccd) >> (64 - FLOW_FILTER_BITS)) as u32
+}
+
+/// The `FLOW_FILTER` word of a slot, and the shift of its 8-bit counter in that word.
+pub const fn flow_filter_place(slot: u32) -> (u32, u32) {
+    (slot / 8, (slot % 8) * 8)
 }
 
 /// `FlowValue::flags`: the client offered SACK (RFC 2018).
@@ -77,7 +155,8 @@ pub struct FlowValue {
     pub ts_recent: u32,
     /// Our TSval clock offset: what we sent in the SYN-ACK.
     pub ts_offset: u32,
-    /// `bpf_ktime_get_ns()` when the flow was created.
+    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC, jiffy resolution) when the flow was
+    /// created.
     pub created_ns: u64,
     /// MSS the client may send us / we may send it (the cookie's MSS).
     pub mss: u16,
@@ -141,10 +220,33 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(core::mem::size_of::<Config>(), 8);
+        assert_eq!(core::mem::size_of::<Config>(), 16);
         assert_eq!(core::mem::size_of::<ListenKey>(), 20);
         assert_eq!(core::mem::size_of::<FlowKey>(), 40);
         assert_eq!(core::mem::size_of::<FlowValue>(), 40);
+    }
+
+    #[test]
+    fn flow_key_words_are_its_memory() {
+        let k = FlowKey {
+            src: [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
+            dst: [5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10],
+            src_port: 40000,
+            dst_port: 80,
+            family: FAMILY_V6,
+            _pad: [0; 3],
+        };
+        // SAFETY: FlowKey is #[repr(C, align(8))] plain data of exactly 40 bytes.
+        let mem: [u64; 5] = unsafe { core::mem::transmute(k) };
+        if cfg!(target_endian = "little") {
+            assert_eq!(k.words(), mem);
+        }
+        assert!(flow_filter_slot(&k.words(), 7) < FLOW_FILTER_SLOTS);
+        assert_ne!(
+            flow_filter_slot(&k.words(), 7),
+            flow_filter_slot(&k.words(), 8),
+            "the seed changes the slot"
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! SYN cookies through the kernel's own helpers (Linux ≥ 6.0), which use the same secrets and
 //! clock as the kernel's SYN cookies: cookies expire and cannot be forged without the secret.
 //!
-//! The helpers want the IP and TCP headers as memory of a fixed/bounded size; copying them to
-//! the stack first gives the verifier exactly that, whatever the frame's length.
+//! The helpers read the IP header (fixed size) and the TCP header (of its data-offset length)
+//! from memory the verifier can bound: the frame itself where the length is one of the usual
+//! constants, else a copy on the stack.
+
+use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::{iphdr, ipv6hdr, tcphdr},
@@ -14,44 +17,75 @@ use aya_ebpf::{
 };
 use tcp_common::maps::FAMILY_V4;
 
-use crate::parse::{IPV4_MIN_HLEN, IPV6_HLEN, Segment, TCP_MIN_HLEN};
+use crate::{
+    packet,
+    parse::{IPV4_MIN_HLEN, IPV6_HLEN, Segment, TCP_MIN_HLEN},
+};
 
 pub struct CookieError;
 
+/// The IP header for the helpers (the frame's own bytes).
 #[inline(always)]
-fn load(ctx: &XdpContext, off: usize, buf: &mut [u8], len: usize) -> Result<(), CookieError> {
-    // SAFETY: buf is at least len bytes (callers size it to the maximum).
-    let rc =
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, off as u32, buf.as_mut_ptr().cast(), len as u32) };
-    if rc != 0 { Err(CookieError) } else { Ok(()) }
+fn ip_header(ctx: &XdpContext, seg: &Segment) -> Result<*mut u8, CookieError> {
+    if seg.family == FAMILY_V4 {
+        packet::at::<IPV4_MIN_HLEN>(ctx, seg.l3_off)
+    } else {
+        packet::at::<IPV6_HLEN>(ctx, seg.l3_off)
+    }
+    .ok_or(CookieError)
+}
+
+#[inline(always)]
+fn gen_raw(seg: &Segment, ip: *mut u8, th: *mut u8, th_len: u32) -> i64 {
+    // SAFETY: `ip` holds the family's fixed header, `th` th_len bytes (checked by callers).
+    unsafe {
+        if seg.family == FAMILY_V4 {
+            bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut iphdr, th as *mut tcphdr, th_len)
+        } else {
+            bpf_tcp_raw_gen_syncookie_ipv6(ip as *mut ipv6hdr, th as *mut tcphdr, th_len)
+        }
+    }
 }
 
 /// Generates the cookie for a SYN: (cookie, MSS the cookie encodes).
 #[inline(always)]
 pub fn generate(ctx: &XdpContext, seg: &Segment) -> Result<(u32, u16), CookieError> {
-    let mut ip = [0u8; IPV6_HLEN];
-    let mut th = [0u8; 60];
-    let hlen = seg.tcp_hlen & 0x3c; // 20..=60, a multiple of 4: bounded for the verifier.
-    if hlen < TCP_MIN_HLEN {
-        return Err(CookieError);
-    }
-    load(ctx, seg.l4_off, &mut th, hlen)?;
-    // SAFETY: the helpers read the headers from our stack buffers, which are large enough.
-    let r = unsafe {
-        if seg.family == FAMILY_V4 {
-            load(ctx, seg.l3_off, &mut ip, IPV4_MIN_HLEN)?;
-            bpf_tcp_raw_gen_syncookie_ipv4(
-                ip.as_mut_ptr() as *mut iphdr,
-                th.as_mut_ptr() as *mut tcphdr,
-                hlen as u32,
-            )
-        } else {
-            load(ctx, seg.l3_off, &mut ip, IPV6_HLEN)?;
-            bpf_tcp_raw_gen_syncookie_ipv6(
-                ip.as_mut_ptr() as *mut ipv6hdr,
-                th.as_mut_ptr() as *mut tcphdr,
-                hlen as u32,
-            )
+    let ip = ip_header(ctx, seg)?;
+    let r = match seg.tcp_hlen {
+        // The frame's bytes, where the length is a constant the verifier can check.
+        40 => gen_raw(
+            seg,
+            ip,
+            packet::at::<40>(ctx, seg.l4_off).ok_or(CookieError)?,
+            40,
+        ),
+        24 => gen_raw(
+            seg,
+            ip,
+            packet::at::<24>(ctx, seg.l4_off).ok_or(CookieError)?,
+            24,
+        ),
+        _ => {
+            let hlen = seg.tcp_hlen & 0x3c; // 20..=60, a multiple of 4: bounded.
+            if hlen < TCP_MIN_HLEN {
+                return Err(CookieError);
+            }
+            let mut th = MaybeUninit::<[u8; 60]>::uninit();
+            // SAFETY: th holds 60 ≥ hlen bytes, written by the helper before the read.
+            unsafe {
+                if bpf_xdp_load_bytes(
+                    ctx.ctx,
+                    seg.l4_off as u32,
+                    th.as_mut_ptr().cast(),
+                    hlen as u32,
+                ) != 0
+                {
+                    return Err(CookieError);
+                }
+            }
+            // Re-derived: the helper call above may not keep `ip` live in a register.
+            let ip = ip_header(ctx, seg)?;
+            gen_raw(seg, ip, th.as_mut_ptr().cast(), hlen as u32)
         }
     };
     if r < 0 {
@@ -63,23 +97,14 @@ pub fn generate(ctx: &XdpContext, seg: &Segment) -> Result<(u32, u16), CookieErr
 /// Whether the ACK's `ack - 1` is a cookie we issued for this 4-tuple, recently enough.
 #[inline(always)]
 pub fn check(ctx: &XdpContext, seg: &Segment) -> Result<bool, CookieError> {
-    let mut ip = [0u8; IPV6_HLEN];
-    let mut th = [0u8; TCP_MIN_HLEN];
-    load(ctx, seg.l4_off, &mut th, TCP_MIN_HLEN)?;
-    // SAFETY: as in `generate`.
+    let ip = ip_header(ctx, seg)?;
+    let th = packet::at::<TCP_MIN_HLEN>(ctx, seg.l4_off).ok_or(CookieError)?;
+    // SAFETY: both headers checked in the frame, at the helpers' fixed sizes.
     let r = unsafe {
         if seg.family == FAMILY_V4 {
-            load(ctx, seg.l3_off, &mut ip, IPV4_MIN_HLEN)?;
-            bpf_tcp_raw_check_syncookie_ipv4(
-                ip.as_mut_ptr() as *mut iphdr,
-                th.as_mut_ptr() as *mut tcphdr,
-            )
+            bpf_tcp_raw_check_syncookie_ipv4(ip as *mut iphdr, th as *mut tcphdr)
         } else {
-            load(ctx, seg.l3_off, &mut ip, IPV6_HLEN)?;
-            bpf_tcp_raw_check_syncookie_ipv6(
-                ip.as_mut_ptr() as *mut ipv6hdr,
-                th.as_mut_ptr() as *mut tcphdr,
-            )
+            bpf_tcp_raw_check_syncookie_ipv6(ip as *mut ipv6hdr, th as *mut tcphdr)
         }
     };
     Ok(r == 0)

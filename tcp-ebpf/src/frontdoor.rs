@@ -1,43 +1,53 @@
 //! What happens to a segment for a protected port: flows go to user space, SYNs get a cookie
 //! SYN-ACK, cookie ACKs open a flow, everything else without a flow is dropped.
 
-use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
+};
 use tcp_common::{
     Counter,
+    bpf_mem::atomic_add64,
     classify::{ACK, RST, SYN},
     maps::{
         CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_RST_INVALID_COOKIE, CFG_SYN_COOKIES, COOKIE_MSS_V4,
         COOKIE_MSS_V6, Config, FAMILY_V4, FAMILY_V6, FLOW_FROM_COOKIE, FLOW_SACK, FLOW_TIMESTAMPS,
         FLOW_WSCALE, FlowKey, FlowValue, TS_MSS_MASK, TS_MSS_SHIFT, TS_OPT_BITS, TS_SACK_BIT,
-        TS_WSCALE_MASK, TS_WSCALE_NONE, cookie_mss_index,
+        TS_WSCALE_MASK, TS_WSCALE_NONE, cookie_mss_index, flow_filter_place, flow_filter_slot,
     },
 };
 
 use crate::{
-    FLOWS, XSKS, cookie, count, options,
-    options::WSCALE_NONE,
+    FLOW_FILTER, FLOWS, XSKS, cookie,
+    count::Counts,
+    csum, listen,
+    options::{self, WSCALE_NONE},
     parse::{IPV4_MIN_HLEN, Segment},
-    reply::{self, Reply},
+    reply::{self, TcpOut},
 };
 
 const DEFAULT_WINDOW: u16 = 65535;
 const DEFAULT_WSCALE: u8 = 7;
 
 #[inline(always)]
-pub fn handle(
-    ctx: &XdpContext,
-    seg: &Segment,
-    class: Counter,
-    config: &Config,
-    key: &FlowKey,
-) -> u32 {
+pub fn handle(ctx: &XdpContext, seg: &Segment, class: Counter, config: &Config, c: Counts) -> u32 {
+    let Some(words) = listen::flow_words(ctx, seg) else {
+        c.add(Counter::DropTruncated);
+        return xdp_action::XDP_DROP;
+    };
+    let (word, shift) = flow_filter_place(flow_filter_slot(&words, config.filter_seed));
+    let key = listen::flow_key(words);
+    // The filter answers "certainly no flow" for a new 4-tuple (every SYN of a flood)
+    // without touching FLOWS; see `flow_filter_slot`.
+    let maybe_flow = FLOW_FILTER
+        .get(word)
+        .is_some_and(|&n| (n >> shift) & 0xff != 0);
     // SAFETY: read-only lookup of plain data.
-    if unsafe { FLOWS.get(key) }.is_some() {
-        return to_user_space(ctx);
+    if maybe_flow && unsafe { FLOWS.get(&key) }.is_some() {
+        return to_user_space(ctx, c);
     }
     if class == Counter::ClassSyn && config.flags & CFG_DRAINING != 0 {
         // Shutting down: a new connection would only be reset by the drain.
-        count(Counter::SynWhileDraining);
+        c.add(Counter::SynWhileDraining);
         return if config.flags & CFG_DRAIN_DROP_SYNS != 0 {
             xdp_action::XDP_DROP
         } else {
@@ -47,145 +57,191 @@ pub fn handle(
     if config.flags & CFG_SYN_COOKIES == 0 {
         // The engine does the handshake itself.
         if class == Counter::ClassSyn {
-            count(Counter::SynRedirected);
+            c.add(Counter::SynRedirected);
         }
-        return to_user_space(ctx);
+        return to_user_space(ctx, c);
     }
     match class {
-        Counter::ClassSyn => syn_ack(ctx, seg, config, key),
-        Counter::ClassAck | Counter::ClassFin => cookie_ack(ctx, seg, config, key),
+        Counter::ClassSyn => syn_ack(ctx, seg, config, c),
+        Counter::ClassAck | Counter::ClassFin => {
+            cookie_ack(ctx, seg, config, &key, (word, shift), c)
+        }
         _ => {
-            count(Counter::DropNoFlow);
+            c.add(Counter::DropNoFlow);
             xdp_action::XDP_DROP
         }
     }
 }
 
 #[inline(always)]
-fn to_user_space(ctx: &XdpContext) -> u32 {
+fn to_user_space(ctx: &XdpContext, c: Counts) -> u32 {
     match XSKS.redirect(ctx.rx_queue_index(), 0) {
         Ok(action) => {
-            count(Counter::FlowRedirected);
+            c.add(Counter::FlowRedirected);
             action
         }
         Err(_) => {
-            count(Counter::DropNoSocket);
+            c.add(Counter::DropNoSocket);
             xdp_action::XDP_DROP
         }
     }
 }
 
-/// Answers a SYN with a cookie SYN-ACK (XDP_TX), keeping no state.
-///
-/// Not inlined: a BPF subprogram gets its own 512-byte stack frame for the header buffers.
-#[inline(never)]
-fn syn_ack(ctx: &XdpContext, seg: &Segment, config: &Config, key: &FlowKey) -> u32 {
-    if seg.family == FAMILY_V4 && seg.ip_hlen != IPV4_MIN_HLEN {
-        count(Counter::DropIpOptions);
-        return xdp_action::XDP_DROP;
+/// RFC 9293 §3.1: a segment whose checksum does not verify is discarded; so is an IPv4 packet
+/// whose header checksum does not (RFC 791). Checked on everything answered or turned into
+/// a flow; segments of flows are checked by user space.
+#[inline(always)]
+fn checksums_ok(ctx: &XdpContext, seg: &Segment, c: Counts) -> bool {
+    if !csum::ipv4_header_ok(ctx, seg) {
+        c.add(Counter::DropBadIpChecksum);
+        return false;
     }
-    let Ok(opts) = options::parse(ctx, seg.l4_off, seg.tcp_hlen) else {
-        count(Counter::DropBadOptions);
-        return xdp_action::XDP_DROP;
-    };
-    let Ok((cookie, mss)) = cookie::generate(ctx, seg) else {
-        count(Counter::DropBadOptions);
-        return xdp_action::XDP_DROP;
-    };
-    let our_wscale = if config.wscale == 0 {
+    if !csum::tcp_ok(ctx, seg) {
+        c.add(Counter::DropBadChecksum);
+        return false;
+    }
+    true
+}
+
+#[inline(always)]
+fn our_wscale(config: &Config) -> u8 {
+    if config.wscale == 0 {
         DEFAULT_WSCALE
     } else {
         config.wscale
+    }
+}
+
+/// Answers a SYN with a cookie SYN-ACK (XDP_TX), keeping no state.
+#[inline(always)]
+fn syn_ack(ctx: &XdpContext, seg: &Segment, config: &Config, c: Counts) -> u32 {
+    if seg.family == FAMILY_V4 && seg.ip_hlen != IPV4_MIN_HLEN {
+        c.add(Counter::DropIpOptions);
+        return xdp_action::XDP_DROP;
+    }
+    if !checksums_ok(ctx, seg, c) {
+        return xdp_action::XDP_DROP;
+    }
+    let Ok(opts) = options::parse_syn(ctx, seg) else {
+        c.add(Counter::DropBadOptions);
+        return xdp_action::XDP_DROP;
+    };
+    let Ok((cookie, mss)) = cookie::generate(ctx, seg) else {
+        c.add(Counter::DropBadOptions);
+        return xdp_action::XDP_DROP;
     };
 
-    // Options, padded to 20 bytes: MSS | SACK-permitted | timestamps | window scale.
-    let mut o = [1u8; 20]; // NOPs
-    o[0] = 2;
-    o[1] = 4;
-    o[2..4].copy_from_slice(&mss.to_be_bytes());
-    if opts.sack_ok {
-        o[4] = 4;
-        o[5] = 2;
-    }
-    if opts.timestamps {
+    // Options as Linux lays them out: MSS | SACK-permitted + timestamps (or NOPs) | NOP,
+    // window scale.
+    let mut o = [0x0204_0000 | u32::from(mss), 0, 0, 0, 0];
+    // RFC 7323 §2.2: only offer scaling to a client that offered it.
+    let ws = (opts.wscale != WSCALE_NONE).then_some(0x0103_0300 | u32::from(our_wscale(config)));
+    let n = if opts.timestamps {
         // RFC 7323 §3.2 TSval; its low bits carry the SYN's options back to us (Linux does
-        // the same in cookie_init_timestamp), since we keep no state.
+        // the same in cookie_init_timestamp), since we keep no state. The clock counts units
+        // of 2^20 ns (≈1.05 ms, within RFC 7323 §5.4's 1 ms..1 s), which spares a division;
+        // the coarse clock (updated every jiffy) spares reading the TSC for every SYN.
         // SAFETY: helper without arguments.
-        let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
-        let ws = if opts.wscale == WSCALE_NONE {
+        let now = (unsafe { bpf_ktime_get_coarse_ns() } >> 20) as u32;
+        let mut bits = if opts.wscale == WSCALE_NONE {
             TS_WSCALE_NONE
         } else {
-            opts.wscale as u32 & TS_WSCALE_MASK
-        };
-        let mut bits = ws | (cookie_mss_index(seg.family, mss) << TS_MSS_SHIFT);
+            u32::from(opts.wscale) & TS_WSCALE_MASK
+        } | (cookie_mss_index(seg.family, mss) << TS_MSS_SHIFT);
         if opts.sack_ok {
             bits |= TS_SACK_BIT;
         }
-        let tsval = (now_ms & !((1u32 << TS_OPT_BITS) - 1)) | bits;
-        o[6] = 8;
-        o[7] = 10;
-        o[8..12].copy_from_slice(&tsval.to_be_bytes());
-        o[12..16].copy_from_slice(&opts.tsval.to_be_bytes());
-    }
-    if opts.wscale != WSCALE_NONE {
-        // RFC 7323 §2.2: only offer scaling to a client that offered it.
-        o[17] = 3;
-        o[18] = 3;
-        o[19] = our_wscale;
-    }
+        o[1] = if opts.sack_ok {
+            0x0402_080a
+        } else {
+            0x0101_080a
+        };
+        o[2] = (now & !((1u32 << TS_OPT_BITS) - 1)) | bits;
+        o[3] = opts.tsval;
+        if let Some(w) = ws {
+            o[4] = w;
+            5
+        } else {
+            4
+        }
+    } else if opts.sack_ok {
+        o[1] = 0x0101_0402;
+        if let Some(w) = ws {
+            o[2] = w;
+            3
+        } else {
+            2
+        }
+    } else if let Some(w) = ws {
+        o[1] = w;
+        2
+    } else {
+        1
+    };
     let window = if config.syn_ack_window == 0 {
         DEFAULT_WINDOW
     } else {
         config.syn_ack_window
     };
-    let r: Reply<40> = Reply {
+    let out = TcpOut {
         seq: cookie,
         ack: seg.seq.wrapping_add(1),
         flags: SYN | ACK,
         window,
-        options: o,
+        opts: o,
+        n_opts: n,
     };
-    if reply::write(ctx, seg, &key.src, &key.dst, &r).is_err() {
-        count(Counter::DropResize);
+    if reply::write(ctx, seg, &out).is_err() {
+        c.add(Counter::DropResize);
         return xdp_action::XDP_DROP;
     }
-    count(Counter::SynAckSent);
+    c.add(Counter::SynAckSent);
     xdp_action::XDP_TX
 }
 
 /// An ACK for which no flow exists: valid cookie → new flow, handed to user space.
-#[inline(never)]
-fn cookie_ack(ctx: &XdpContext, seg: &Segment, config: &Config, key: &FlowKey) -> u32 {
+#[inline(always)]
+fn cookie_ack(
+    ctx: &XdpContext,
+    seg: &Segment,
+    config: &Config,
+    key: &FlowKey,
+    (word, shift): (u32, u32),
+    c: Counts,
+) -> u32 {
+    if !checksums_ok(ctx, seg, c) {
+        return xdp_action::XDP_DROP;
+    }
     let valid = cookie::check(ctx, seg).unwrap_or(false);
     if !valid {
-        count(Counter::CookieInvalid);
+        c.add(Counter::CookieInvalid);
         if config.flags & CFG_RST_INVALID_COOKIE != 0
             && (seg.family != FAMILY_V4 || seg.ip_hlen == IPV4_MIN_HLEN)
         {
             // RFC 9293 §3.10.7.1: to an ACK, <SEQ=SEG.ACK><CTL=RST>.
-            let r: Reply<20> = Reply {
+            let out = TcpOut {
                 seq: seg.ack,
                 ack: 0,
                 flags: RST,
                 window: 0,
-                options: [0; 20],
+                opts: [0; 5],
+                n_opts: 0,
             };
-            if reply::write(ctx, seg, &key.src, &key.dst, &r).is_ok() {
-                count(Counter::RstSent);
+            if reply::write(ctx, seg, &out).is_ok() {
+                c.add(Counter::RstSent);
                 return xdp_action::XDP_TX;
             }
         }
-        count(Counter::DropCookieInvalid);
+        c.add(Counter::DropCookieInvalid);
         return xdp_action::XDP_DROP;
     }
-    count(Counter::CookieValid);
+    c.add(Counter::CookieValid);
 
-    let timestamps = options::aligned_timestamps(ctx, seg.l4_off, seg.tcp_hlen);
     let mut value = FlowValue {
         client_isn: seg.seq.wrapping_sub(1),
         server_isn: seg.ack.wrapping_sub(1),
         // SAFETY: helper without arguments.
-        created_ns: unsafe { bpf_ktime_get_ns() },
+        created_ns: unsafe { bpf_ktime_get_coarse_ns() },
         mss: if seg.family == FAMILY_V6 {
             COOKIE_MSS_V6[0]
         } else {
@@ -194,10 +250,9 @@ fn cookie_ack(ctx: &XdpContext, seg: &Segment, config: &Config, key: &FlowKey) -
         flags: FLOW_FROM_COOKIE,
         ..FlowValue::default()
     };
-    if let Some((tsval, tsecr)) = timestamps {
+    if let Some((tsval, tsecr)) = options::aligned_timestamps(ctx, seg) {
         // TSecr echoes the TSval of our SYN-ACK, whose low bits hold the SYN's options.
-        let bits = tsecr;
-        let idx = ((bits >> TS_MSS_SHIFT) & TS_MSS_MASK) as usize;
+        let idx = ((tsecr >> TS_MSS_SHIFT) & TS_MSS_MASK) as usize;
         value.mss = if seg.family == FAMILY_V6 {
             COOKIE_MSS_V6[idx & 3]
         } else {
@@ -206,22 +261,28 @@ fn cookie_ack(ctx: &XdpContext, seg: &Segment, config: &Config, key: &FlowKey) -
         value.flags |= FLOW_TIMESTAMPS;
         value.ts_recent = tsval;
         value.ts_offset = tsecr;
-        if bits & TS_SACK_BIT != 0 {
+        if tsecr & TS_SACK_BIT != 0 {
             value.flags |= FLOW_SACK;
         }
-        let ws = bits & TS_WSCALE_MASK;
+        let ws = tsecr & TS_WSCALE_MASK;
         if ws != TS_WSCALE_NONE {
             value.flags |= FLOW_WSCALE;
             value.client_wscale = ws as u8;
-            value.server_wscale = if config.wscale == 0 {
-                DEFAULT_WSCALE
-            } else {
-                config.wscale
-            };
+            value.server_wscale = our_wscale(config);
         }
     }
-    if FLOWS.insert(key, value, 0).is_ok() {
-        count(Counter::FlowInserted);
+    // Counted in the filter before the flow exists, so that no lookup misses it.
+    let counter = FLOW_FILTER.get_ptr_mut(word);
+    let one = 1u64 << shift;
+    if let Some(n) = counter {
+        // SAFETY: a live 8-aligned value of the global (not per-CPU) filter.
+        unsafe { atomic_add64(n, one) };
     }
-    to_user_space(ctx)
+    if FLOWS.insert(key, value, 0).is_ok() {
+        c.add(Counter::FlowInserted);
+    } else if let Some(n) = counter {
+        // SAFETY: as above; adding the two's complement takes the one away again.
+        unsafe { atomic_add64(n, one.wrapping_neg()) };
+    }
+    to_user_space(ctx, c)
 }

@@ -1,13 +1,17 @@
 //! TCP options (RFC 9293 §3.1, RFC 7323, RFC 2018), every length checked against the header.
 //!
-//! The options are copied to the stack (indices into a 64-byte buffer masked with `& 63` are
-//! easy for the verifier to bound) and walked with `bpf_loop`, whose callback the verifier
-//! checks once instead of once per iteration and per path.
+//! A SYN from a common stack has one of a few layouts; those are recognised with a handful of
+//! word compares. Anything else is walked generically: the options are copied to the stack
+//! (indices masked with `& 63` are easy for the verifier to bound) and walked with
+//! `bpf_loop`, whose callback the verifier checks once instead of once per iteration.
 
 use aya_ebpf::{
     helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
+use tcp_common::bpf_mem::ld32;
+
+use crate::{packet, parse::Segment};
 
 pub const WSCALE_NONE: u8 = 0xff;
 const MAX_OPTIONS: usize = 40;
@@ -16,6 +20,7 @@ const IDX: usize = BUF - 1;
 
 #[derive(Clone, Copy)]
 pub struct TcpOptions {
+    /// 0: no MSS option.
     pub mss: u16,
     pub wscale: u8,
     pub sack_ok: bool,
@@ -24,8 +29,71 @@ pub struct TcpOptions {
     pub tsecr: u32,
 }
 
+const NONE: TcpOptions = TcpOptions {
+    mss: 0,
+    wscale: WSCALE_NONE,
+    sack_ok: false,
+    timestamps: false,
+    tsval: 0,
+    tsecr: 0,
+};
+
 /// Malformed options: a length below 2, past the header, or wrong for a known kind.
 pub struct BadOptions;
+
+/// RFC 7323 §2.3: a shift above 14 is used as 14.
+#[inline(always)]
+fn shift(s: u32) -> u8 {
+    if s > 14 { 14 } else { s as u8 }
+}
+
+/// The options of a SYN: the usual layouts directly, the rest by the generic walk.
+#[inline(always)]
+pub fn parse_syn(ctx: &XdpContext, seg: &Segment) -> Result<TcpOptions, BadOptions> {
+    match seg.tcp_hlen {
+        20 => return Ok(NONE),
+        // MSS alone.
+        24 => {
+            if let Some(p) = packet::at::<24>(ctx, seg.l4_off) {
+                // SAFETY: 24 bytes checked.
+                let w0 = u32::from_be(unsafe { ld32::<20>(p) } as u32);
+                if w0 >> 16 == 0x0204 {
+                    return Ok(TcpOptions {
+                        mss: w0 as u16,
+                        ..NONE
+                    });
+                }
+            }
+        }
+        // Linux: MSS, SACK-permitted, timestamps, NOP, window scale.
+        40 => {
+            if let Some(p) = packet::at::<40>(ctx, seg.l4_off) {
+                // SAFETY: 40 bytes checked.
+                let (w0, w1, w2, w3, w4) = unsafe {
+                    (
+                        u32::from_be(ld32::<20>(p) as u32),
+                        u32::from_be(ld32::<24>(p) as u32),
+                        u32::from_be(ld32::<28>(p) as u32),
+                        u32::from_be(ld32::<32>(p) as u32),
+                        u32::from_be(ld32::<36>(p) as u32),
+                    )
+                };
+                if w0 >> 16 == 0x0204 && w1 == 0x0402_080a && w4 >> 8 == 0x01_0303 {
+                    return Ok(TcpOptions {
+                        mss: w0 as u16,
+                        wscale: shift(w4 & 0xff),
+                        sack_ok: true,
+                        timestamps: true,
+                        tsval: w2,
+                        tsecr: w3,
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    walk(ctx, seg.l4_off, seg.tcp_hlen)
+}
 
 #[repr(C)]
 struct Walk {
@@ -74,11 +142,7 @@ extern "C" fn step(_index: u32, ctx: *mut core::ffi::c_void) -> i64 {
     }
     match (kind, olen) {
         (2, 4) => w.opts.mss = be16(&w.buf, i + 2),
-        (3, 3) => {
-            // RFC 7323 §2.3: a shift above 14 is used as 14.
-            let shift = w.buf[(i + 2) & IDX];
-            w.opts.wscale = if shift > 14 { 14 } else { shift };
-        }
+        (3, 3) => w.opts.wscale = shift(u32::from(w.buf[(i + 2) & IDX])),
         (4, 2) => w.opts.sack_ok = true,
         (8, 10) => {
             w.opts.timestamps = true;
@@ -95,23 +159,16 @@ extern "C" fn step(_index: u32, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Parses the options of the segment whose TCP header (of `tcp_hlen` bytes, already checked
-/// to lie in the frame) starts at `l4_off`.
+/// Walks the options of the TCP header (of `tcp_hlen` bytes, already checked to lie in the
+/// frame) at `l4_off`.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, l4_off: usize, tcp_hlen: usize) -> Result<TcpOptions, BadOptions> {
+fn walk(ctx: &XdpContext, l4_off: usize, tcp_hlen: usize) -> Result<TcpOptions, BadOptions> {
     let mut w = Walk {
         buf: [0; BUF],
         len: tcp_hlen.saturating_sub(20) & IDX,
         pos: 0,
         bad: false,
-        opts: TcpOptions {
-            mss: 0,
-            wscale: WSCALE_NONE,
-            sack_ok: false,
-            timestamps: false,
-            tsval: 0,
-            tsecr: 0,
-        },
+        opts: NONE,
     };
     if w.len == 0 {
         return Ok(w.opts);
@@ -144,28 +201,27 @@ pub fn parse(ctx: &XdpContext, l4_off: usize, tcp_hlen: usize) -> Result<TcpOpti
 /// it (`NOP NOP TS` or `TS` first), which is where every common stack puts it. Used on the
 /// cookie ACK: a segment that has it elsewhere is treated as having none, which only makes
 /// the flow's parameters conservative (no window scale, no SACK, the smallest cookie MSS).
-///
-/// A full walk here made the verifier's state space explode: TSecr's bits select table
-/// entries, and tracking their precision back through the loop defeated state pruning.
 #[inline(always)]
-pub fn aligned_timestamps(ctx: &XdpContext, l4_off: usize, tcp_hlen: usize) -> Option<(u32, u32)> {
-    if tcp_hlen < 32 {
+pub fn aligned_timestamps(ctx: &XdpContext, seg: &Segment) -> Option<(u32, u32)> {
+    if seg.tcp_hlen < 32 {
         return None;
     }
-    let mut b = [0u8; 12];
-    // SAFETY: b holds the 12 bytes; the header is at least 32 bytes long.
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, (l4_off + 20) as u32, b.as_mut_ptr().cast(), 12) } != 0
-    {
-        return None;
+    let p = packet::at::<32>(ctx, seg.l4_off)?;
+    // SAFETY: 32 bytes checked; every load below ends by byte 32.
+    unsafe {
+        let w = u32::from_be(ld32::<20>(p) as u32);
+        if w == 0x0101_080a {
+            Some((
+                u32::from_be(ld32::<24>(p) as u32),
+                u32::from_be(ld32::<28>(p) as u32),
+            ))
+        } else if w >> 16 == 0x080a {
+            Some((
+                u32::from_be(ld32::<22>(p) as u32),
+                u32::from_be(ld32::<26>(p) as u32),
+            ))
+        } else {
+            None
+        }
     }
-    let at = if b[0] == 1 && b[1] == 1 && b[2] == 8 && b[3] == 10 {
-        4
-    } else if b[0] == 8 && b[1] == 10 {
-        2
-    } else {
-        return None;
-    };
-    let tsval = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    let tsecr = u32::from_be_bytes([b[at + 4], b[at + 5], b[at + 6], b[at + 7]]);
-    Some((tsval, tsecr))
 }

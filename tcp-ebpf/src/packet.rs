@@ -1,28 +1,21 @@
-//! Bounds-checked reads and writes of the frame behind an `XdpContext`.
-//!
-//! Every access checks `offset + len <= data_end` itself, which is what the verifier needs
-//! to see before it allows the load.
+//! Bounds checks on the frame behind an `XdpContext`, in the form the verifier needs: a
+//! pointer is usable for N bytes once `start + offset + N <= data_end` was compared.
 
 use aya_ebpf::programs::XdpContext;
+use tcp_common::bpf_mem::offset_opaque;
 
+/// A pointer to `start + offset` if the frame holds `N` bytes from there on.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + core::mem::size_of::<T>() > end {
+pub fn at<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<*mut u8> {
+    let p = ctx.data() + offset;
+    if offset_opaque::<N>(p) > ctx.data_end() {
         return None;
     }
-    Some((start + offset) as *mut T)
+    Some(p as *mut u8)
 }
 
+/// Bytes in the frame.
 #[inline(always)]
-pub fn u8_at(ctx: &XdpContext, offset: usize) -> Option<u8> {
-    // SAFETY: ptr_at checked that the byte lies inside the frame.
-    ptr_at::<u8>(ctx, offset).map(|p| unsafe { *p })
-}
-
-#[inline(always)]
-pub fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
-    // SAFETY: ptr_at checked both bytes; the read is unaligned on purpose.
-    ptr_at::<[u8; 2]>(ctx, offset).map(|p| u16::from_be_bytes(unsafe { *p }))
+pub fn len(ctx: &XdpContext) -> usize {
+    ctx.data_end() - ctx.data()
 }

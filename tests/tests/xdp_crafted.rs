@@ -19,7 +19,10 @@ use tcpfront::{
 };
 mod common;
 
-use common::xdp::{CLIENT_MAC, Harness, SERVER_MAC, XDP_DROP, XDP_PASS, XDP_TX, frame, linux_syn};
+use common::xdp::{
+    CLIENT_MAC, Harness, SERVER_MAC, XDP_DROP, XDP_PASS, XDP_TX, frame, linux_syn,
+    refresh_checksums,
+};
 
 const V4_CLIENT: &str = "192.0.2.10";
 const V4_SERVER: &str = "192.0.2.1";
@@ -363,9 +366,10 @@ fn syn_without_options_gets_mss_only_and_payload_is_cut() -> anyhow::Result<()> 
 fn bad_syn_options_are_dropped() -> anyhow::Result<()> {
     let h = Harness::protecting(&["0.0.0.0:80"])?;
     let mut f = frame(V4_CLIENT, V4_SERVER, linux_syn(4000, 80, 1, 1)).emit();
-    // Corrupt the MSS option's length (first option byte after the fixed header).
+    // Corrupt the MSS option's length (first option byte after the fixed header), with
+    // checksums that verify, so that the options are what is wrong.
     f[L4 + 21] = 3;
-    // Fix the checksum? Not needed: XDP does not verify it; the kernel would.
+    refresh_checksums(&mut f);
     let (verdict, _, delta) = h.run_counted(&f)?;
     assert_eq!(verdict, XDP_DROP);
     assert_eq!(delta.get("drop_bad_options"), Some(&1), "{delta:?}");
@@ -413,5 +417,108 @@ fn with_cookies_off_syns_go_to_user_space() -> anyhow::Result<()> {
     assert_eq!(delta.get("syn_redirected"), Some(&1), "{delta:?}");
     assert_eq!(delta.get("drop_no_socket"), Some(&1));
     assert_eq!(delta.get("syn_ack_sent"), None);
+    Ok(())
+}
+
+/// RFC 9293 §3.1: a segment whose checksum does not verify is discarded, never answered and
+/// never turned into a flow; RFC 791: likewise a bad IPv4 header checksum.
+#[test]
+fn bad_checksums_are_dropped_never_answered() -> anyhow::Result<()> {
+    let h = Harness::protecting(&["0.0.0.0:80", "[::]:80"])?;
+    for (client, server) in [(V4_CLIENT, V4_SERVER), (V6_CLIENT, V6_SERVER)] {
+        let good = frame(client, server, linux_syn(40000, 80, 7, 9)).emit();
+        let l4 = if client == V4_CLIENT { L4 } else { 14 + 40 };
+        // One bit off in the TCP header, in an option, and in the checksum field itself.
+        for at in [l4 + 4, l4 + 30, l4 + 17] {
+            let mut f = good.clone();
+            f[at] ^= 0x01;
+            let (verdict, _, delta) = h.run_counted(&f)?;
+            assert_eq!(verdict, XDP_DROP, "{client}: bit flipped at {at}");
+            assert_eq!(delta.get("drop_bad_checksum"), Some(&1), "{delta:?}");
+            assert_eq!(delta.get("syn_ack_sent"), None);
+        }
+    }
+    // A bad IPv4 header checksum.
+    let mut f = frame(V4_CLIENT, V4_SERVER, linux_syn(40000, 80, 7, 9)).emit();
+    f[L3 + 10] ^= 0x10;
+    let (verdict, _, delta) = h.run_counted(&f)?;
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(delta.get("drop_bad_ip_checksum"), Some(&1), "{delta:?}");
+
+    // A cookie ACK that would be valid, with one bit of its payload flipped: no flow.
+    let (syn, syn_ack) = syn_ack_round(&h, V4_CLIENT, V4_SERVER)?;
+    let mut ack = cookie_ack(&syn, &syn_ack, false);
+    ack.tcp.payload = b"GET / HTTP/1.0\r\n\r\n".to_vec();
+    let mut f = ack.emit();
+    let last = f.len() - 1;
+    f[last] ^= 0x20;
+    let (verdict, _, delta) = h.run_counted(&f)?;
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(delta.get("drop_bad_checksum"), Some(&1), "{delta:?}");
+    assert_eq!(delta.get("flow_inserted"), None);
+    assert!(h.flows()?.is_empty());
+    // The same ACK intact opens the flow: the long (payload) checksum path verifies too.
+    let (_, _, delta) = h.run_counted(&ack.emit())?;
+    assert_eq!(delta.get("flow_inserted"), Some(&1), "{delta:?}");
+    Ok(())
+}
+
+/// The IP length says where the segment ends, not the frame: Ethernet padding is not TCP,
+/// and a data offset past the IP payload is malformed (Linux trims to the IP length, then
+/// drops it).
+#[test]
+fn the_ip_length_bounds_the_segment() -> anyhow::Result<()> {
+    let h = Harness::protecting(&["0.0.0.0:80", "[::]:80"])?;
+
+    // A SYN without options padded to Ethernet's 60-byte minimum, as a wire pads it: answered,
+    // and the answer carries no padding.
+    let mut f = frame(V4_CLIENT, V4_SERVER, seg(4000, 80, SYN)).emit();
+    assert_eq!(f.len(), 54);
+    f.resize(60, 0);
+    let (verdict, out, _) = h.run_counted(&f)?;
+    assert_eq!(verdict, XDP_TX);
+    let r = TcpFrame::parse(&out)?;
+    assert_eq!(out.len(), 14 + 20 + 24, "MSS only, no padding");
+    assert_eq!(r.tcp.flags, SYN | ACK);
+
+    // Total length 40 with data offset 6 (24 bytes), padded to 60: the padding would read as
+    // an option, but the header is longer than the packet.
+    let mut f = frame(V4_CLIENT, V4_SERVER, seg(4000, 80, SYN)).emit();
+    f.resize(60, 0);
+    f[L4 + 12] = 6 << 4;
+    f[L4 + 20..L4 + 24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
+    refresh_checksums(&mut f);
+    let (verdict, _, delta) = h.run_counted(&f)?;
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(delta.get("drop_bad_data_offset"), Some(&1), "{delta:?}");
+    assert_eq!(delta.get("syn_ack_sent"), None);
+
+    // Total length shorter than the headers it must hold.
+    let mut f = frame(V4_CLIENT, V4_SERVER, seg(4000, 80, SYN)).emit();
+    f[L3 + 2..L3 + 4].copy_from_slice(&30u16.to_be_bytes());
+    refresh_checksums(&mut f);
+    let (verdict, _, delta) = h.run_counted(&f)?;
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(delta.get("drop_bad_ip_length"), Some(&1), "{delta:?}");
+
+    // Total length past the end of the frame.
+    let mut f = frame(V4_CLIENT, V4_SERVER, seg(4000, 80, SYN)).emit();
+    f[L3 + 2..L3 + 4].copy_from_slice(&100u16.to_be_bytes());
+    let (verdict, _, delta) = h.run_counted(&f)?;
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(delta.get("drop_truncated"), Some(&1), "{delta:?}");
+
+    // IPv6: a payload length shorter than the data offset, and one past the frame.
+    let v6 = frame(V6_CLIENT, V6_SERVER, linux_syn(4000, 80, 1, 1)).emit();
+    let mut f = v6.clone();
+    f[14 + 4..14 + 6].copy_from_slice(&24u16.to_be_bytes());
+    let (verdict, _, delta) = h.run_counted(&f)?;
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(delta.get("drop_bad_data_offset"), Some(&1), "{delta:?}");
+    let mut f = v6.clone();
+    f[14 + 4..14 + 6].copy_from_slice(&200u16.to_be_bytes());
+    let (verdict, _, delta) = h.run_counted(&f)?;
+    assert_eq!(verdict, XDP_DROP);
+    assert_eq!(delta.get("drop_truncated"), Some(&1), "{delta:?}");
     Ok(())
 }

@@ -5,13 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::Context as _;
 use aya::{
     Ebpf,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, MapData},
 };
 use tcp_common::{
     map_names,
     maps::{
         CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_ENABLED, CFG_RST_INVALID_COOKIE, CFG_SCRUB_ALL,
-        CFG_SYN_COOKIES, Config, FAMILY_V4, FAMILY_V6, ListenKey,
+        CFG_SYN_COOKIES, Config, FAMILY_V4, FAMILY_V6, ListenKey, port_bits,
     },
 };
 
@@ -28,6 +28,9 @@ pub struct FastPathSettings {
     pub drain_drop_syns: bool,
     pub syn_ack_window: u16,
     pub wscale: u8,
+    /// The flow filter's hash seed (`tcp_common::maps::flow_filter_slot`): random per
+    /// instance, and needed again to take a deleted flow out of the filter.
+    pub filter_seed: u64,
 }
 
 impl Default for FastPathSettings {
@@ -40,8 +43,21 @@ impl Default for FastPathSettings {
             drain_drop_syns: false,
             syn_ack_window: 65535,
             wscale: 7,
+            filter_seed: random_seed(),
         }
     }
+}
+
+/// 64 bits from the kernel's random pool.
+pub fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Never in practice; a fixed seed only makes collisions guessable, never answers wrong.
+        return 0x7466_7472_6f6e_7421;
+    }
+    u64::from_ne_bytes(b)
 }
 
 pub fn listen_key(addr: &SocketAddr) -> ListenKey {
@@ -66,8 +82,24 @@ pub fn listen_key(addr: &SocketAddr) -> ListenKey {
     key
 }
 
-/// Fills `LISTEN`, then writes `CONFIG` with the enabled flag last, so that the program never
-/// acts on half a configuration.
+/// The `PORTS` bits of every port `listen` protects: a wildcard address sets the family's
+/// "any" bit, an exact one its "exact" bit (the address then goes into `LISTEN`).
+pub fn port_map(listen: &[SocketAddr]) -> std::collections::BTreeMap<u16, u8> {
+    let mut ports = std::collections::BTreeMap::new();
+    for addr in listen {
+        let key = listen_key(addr);
+        let (any, exact) = port_bits(key.family);
+        *ports.entry(addr.port()).or_insert(0) |= if addr.ip().is_unspecified() {
+            any
+        } else {
+            exact
+        };
+    }
+    ports
+}
+
+/// Fills `LISTEN` and `PORTS`, then writes `CONFIG` with the enabled flag last, so that the
+/// program never acts on half a configuration.
 pub fn apply(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
     {
         let mut listen: HashMap<_, ListenKey, u32> = HashMap::try_from(
@@ -78,6 +110,17 @@ pub fn apply(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
             listen
                 .insert(listen_key(addr), 1, 0)
                 .with_context(|| format!("adding {addr} to LISTEN"))?;
+        }
+    }
+    {
+        let mut ports: Array<&mut MapData, u8> = Array::try_from(
+            ebpf.map_mut(map_names::PORTS)
+                .context("the XDP object has no PORTS map")?,
+        )?;
+        for (port, bits) in port_map(&s.listen) {
+            ports
+                .set(u32::from(port), bits, 0)
+                .with_context(|| format!("marking port {port} in PORTS"))?;
         }
     }
     write_config(ebpf, s, false)
@@ -110,6 +153,7 @@ fn write_config(ebpf: &mut Ebpf, s: &FastPathSettings, draining: bool) -> anyhow
         syn_ack_window: s.syn_ack_window,
         wscale: s.wscale,
         _pad: 0,
+        filter_seed: s.filter_seed,
     };
     let mut array: Array<_, Config> = Array::try_from(
         ebpf.map_mut(map_names::CONFIG)

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use aya::maps::{Map, MapData, PerCpuArray};
-use tcp_common::Counter;
+use tcp_common::{Counter, CounterBlock};
 
 /// Counter values summed over all CPUs, indexed like [`Counter::ALL`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,23 +20,24 @@ impl CounterSnapshot {
     }
 }
 
+/// The per-CPU counter map as user space opens it: one [`CounterBlock`] per CPU.
+pub type CounterMap<T> = PerCpuArray<T, CounterBlock>;
+
 pub fn read<T: std::borrow::Borrow<MapData>>(
-    map: &PerCpuArray<T, u64>,
+    map: &CounterMap<T>,
 ) -> anyhow::Result<CounterSnapshot> {
-    let mut out = Vec::with_capacity(Counter::ALL.len());
-    for c in Counter::ALL {
-        let per_cpu = map
-            .get(&c.index(), 0)
-            .with_context(|| format!("reading counter {}", c.name()))?;
-        out.push(per_cpu.iter().sum());
-    }
+    let per_cpu = map.get(&0, 0).context("reading the counters")?;
+    let out = Counter::ALL
+        .iter()
+        .map(|c| per_cpu.iter().map(|block| block[c.index() as usize]).sum())
+        .collect();
     Ok(CounterSnapshot(out))
 }
 
 /// Reads the counters from their pin, which outlives a crashed daemon.
 pub fn read_pinned(pin: &Path) -> anyhow::Result<CounterSnapshot> {
     let data = MapData::from_pin(pin).with_context(|| format!("opening {}", pin.display()))?;
-    let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::PerCpuArray(data))
+    let map: CounterMap<MapData> = PerCpuArray::try_from(Map::PerCpuArray(data))
         .with_context(|| format!("{} is not the counters map", pin.display()))?;
     read(&map)
 }

@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::Context as _;
 use aya::maps::{HashMap, Map, MapData};
-use tcp_common::maps::{FAMILY_V4, FAMILY_V6, FLOW_FROM_COOKIE, FLOW_WSCALE, FlowKey, FlowValue};
+use tcp_common::maps::{
+    FAMILY_V4, FAMILY_V6, FLOW_FILTER_WORDS, FLOW_FROM_COOKIE, FLOW_WSCALE, FlowKey, FlowValue,
+    flow_filter_place, flow_filter_slot,
+};
 
 use crate::control::proto::ConnInfo;
 
@@ -43,6 +46,68 @@ fn v6_octets(ip: IpAddr) -> [u8; 16] {
     }
 }
 
+/// User space's side of the flow filter (see `tcp_common::maps::flow_filter_slot`): the
+/// pinned `FLOW_FILTER` array mapped into memory, so that a deleted flow's slot is counted
+/// down atomically, as the XDP program counts it up.
+pub struct FlowFilter {
+    words: std::ptr::NonNull<std::sync::atomic::AtomicU64>,
+    seed: u64,
+    _map: MapData,
+}
+
+// SAFETY: the mapping is shared memory changed only through atomics.
+unsafe impl Send for FlowFilter {}
+
+const FILTER_BYTES: usize = FLOW_FILTER_WORDS as usize * 8;
+
+impl FlowFilter {
+    /// Maps the pinned filter; `seed` is the instance's (`Config::filter_seed`).
+    pub fn open(pin: &Path, seed: u64) -> anyhow::Result<Self> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let map = MapData::from_pin(pin).with_context(|| format!("opening {}", pin.display()))?;
+        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array of exactly FILTER_BYTES bytes;
+        // checked for MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                FILTER_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("mapping {} into memory", pin.display()));
+        }
+        Ok(Self {
+            words: std::ptr::NonNull::new(p.cast()).context("mmap returned null")?,
+            seed,
+            _map: map,
+        })
+    }
+
+    /// Takes one flow with `key` out of its slot (never below zero: a slot whose flow the
+    /// LRU evicted unseen may already be too high, never too low).
+    pub fn release(&self, key: &FlowKey) {
+        use std::sync::atomic::Ordering;
+        let (word, shift) = flow_filter_place(flow_filter_slot(&key.words(), self.seed));
+        // SAFETY: word < FLOW_FILTER_WORDS, inside the mapping.
+        let w = unsafe { &*self.words.as_ptr().add(word as usize) };
+        let _ = w.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            ((v >> shift) & 0xff != 0).then(|| v - (1 << shift))
+        });
+    }
+}
+
+impl Drop for FlowFilter {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `open` mapped.
+        unsafe { libc::munmap(self.words.as_ptr().cast(), FILTER_BYTES) };
+    }
+}
+
 /// `(local, remote)` of a flow key.
 pub fn flow_addrs(k: &FlowKey) -> (SocketAddr, SocketAddr) {
     let ip = |b: &[u8; 16]| -> IpAddr {
@@ -69,7 +134,8 @@ pub fn entries(map: &FlowMap) -> Vec<(FlowKey, FlowValue)> {
     map.iter().filter_map(Result::ok).collect()
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`, which stamps `created_ns`.
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_coarse_ns` (the same clock, updated
+/// every jiffy), which stamps `created_ns`.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

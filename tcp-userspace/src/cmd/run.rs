@@ -7,10 +7,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::{
-    maps::{MapData, PerCpuArray},
-    programs::Xdp,
-};
+use aya::{maps::MapData, programs::Xdp};
 use tcp_common::{XDP_PROGRAM, map_names};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
@@ -99,6 +96,8 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
                     listen: settings.fast_path.listen.clone(),
                     upstream: upstream.clone(),
                     flows_pin: paths.pin(map_names::FLOWS),
+                    filter_pin: paths.pin(map_names::FLOW_FILTER),
+                    filter_seed: settings.fast_path.filter_seed,
                     xsks_pin: paths.pin(map_names::XSKS),
                 },
                 cmd_tx,
@@ -174,7 +173,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     if let Ok(counters) = ebpf
         .map(map_names::COUNTERS)
         .context("no COUNTERS")
-        .and_then(|m| Ok(PerCpuArray::<&MapData, u64>::try_from(m)?))
+        .and_then(|m| Ok(bpf::counters::CounterMap::<&MapData>::try_from(m)?))
         && let Ok(snapshot) = bpf::counters::read(&counters)
     {
         tracing::info!(

@@ -21,7 +21,7 @@ use tokio::{
 
 pub use self::snapshot::QueueSnapshot;
 use crate::{
-    bpf::flows::flow_key,
+    bpf::flows::{FlowFilter, flow_key},
     engine::{ConnKey, CookieHandshake, Engine, EngineConfig, Event, Instant, State},
     relay::{self, RelayCmd, RelayHandle, Upstream},
     wire::{ethernet::EthernetRepr, frame::TcpFrame, ip::IpRepr},
@@ -42,6 +42,9 @@ pub struct QueueConfig {
     pub listen: Vec<SocketAddr>,
     pub upstream: Upstream,
     pub flows_pin: PathBuf,
+    pub filter_pin: PathBuf,
+    /// The flow filter's hash seed (`Config::filter_seed`).
+    pub filter_seed: u64,
     pub xsks_pin: PathBuf,
 }
 
@@ -100,6 +103,7 @@ pub struct Datapath {
     cfg: QueueConfig,
     xsk: XskSocket,
     flows: BpfHashMap<MapData, FlowKey, FlowValue>,
+    filter: FlowFilter,
     engine: Engine,
     conns: HashMap<ConnKey, Conn>,
     l2: HashMap<ConnKey, L2>,
@@ -143,6 +147,7 @@ impl Datapath {
             .with_context(|| format!("registering queue {} in XSKS", cfg.queue))?;
         let flows = MapData::from_pin(&cfg.flows_pin).context("opening FLOWS")?;
         let flows = BpfHashMap::try_from(Map::LruHashMap(flows))?;
+        let filter = FlowFilter::open(&cfg.filter_pin, cfg.filter_seed)?;
         let mut engine = Engine::new(cfg.engine.clone());
         for l in &cfg.listen {
             engine.listen(*l);
@@ -151,6 +156,7 @@ impl Datapath {
             cfg,
             xsk,
             flows,
+            filter,
             engine,
             conns: HashMap::new(),
             l2: HashMap::new(),
@@ -268,7 +274,7 @@ impl Datapath {
                 if self.draining {
                     // Too late for a new connection: forget the flow, and the engine
                     // answers the ACK with RST as it matches no connection.
-                    let _ = self.flows.remove(&flow_key(local, remote));
+                    self.forget_flow(local, remote);
                 } else {
                     self.engine
                         .accept_cookie(local, remote, &handshake(&v), &frame.tcp, now);
@@ -276,6 +282,14 @@ impl Datapath {
                 }
             }
             self.engine.on_segment(local, remote, &frame.tcp, now);
+        }
+    }
+
+    /// Deletes the connection's XDP flow entry, and counts it out of the flow filter.
+    fn forget_flow(&mut self, local: SocketAddr, remote: SocketAddr) {
+        let key = flow_key(local, remote);
+        if self.flows.remove(&key).is_ok() {
+            self.filter.release(&key);
         }
     }
 
@@ -395,7 +409,7 @@ impl Datapath {
                             drop(c.relay.to_upstream);
                         }
                     }
-                    let _ = self.flows.remove(&flow_key(key.0, key.1));
+                    self.forget_flow(key.0, key.1);
                 }
                 Event::Readable | Event::Writable | Event::PeerClosed => {}
             }

@@ -65,7 +65,7 @@ impl Harness {
     }
 
     pub fn counters(&self) -> anyhow::Result<CounterSnapshot> {
-        let map: PerCpuArray<&MapData, u64> =
+        let map: bpf::counters::CounterMap<&MapData> =
             PerCpuArray::try_from(self.ebpf.map(map_names::COUNTERS).context("no COUNTERS")?)?;
         bpf::counters::read(&map)
     }
@@ -130,4 +130,34 @@ pub fn linux_syn(sport: u16, dport: u16, isn: u32, tsval: u32) -> TcpRepr {
         },
         ..TcpRepr::default()
     }
+}
+
+/// Recomputes the IPv4 header and TCP checksums of a frame edited by hand, so that a test
+/// of some other defect is not caught by the checksum first.
+pub fn refresh_checksums(f: &mut [u8]) {
+    use tcpfront::wire::{checksum, ethernet::EthernetRepr, ip::IpRepr};
+    let (eth, l3) = EthernetRepr::parse(f).expect("ethernet");
+    let v4 = f[l3] >> 4 == 4;
+    let ihl = if v4 {
+        usize::from(f[l3] & 0x0f) * 4
+    } else {
+        40
+    };
+    if v4 {
+        f[l3 + 10..l3 + 12].fill(0);
+        let c = checksum::finish(checksum::add(0, &f[l3..l3 + ihl]));
+        f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    }
+    // A length that no longer fits the frame leaves the TCP checksum alone.
+    let Ok((ip, _, len)) = IpRepr::parse(eth.ethertype, &f[l3..]) else {
+        return;
+    };
+    let l4 = l3 + ihl;
+    if len < 20 {
+        return;
+    }
+    f[l4 + 16..l4 + 18].fill(0);
+    let acc = checksum::pseudo_header(ip.src, ip.dst, 6, len as u32);
+    let c = checksum::finish(checksum::add(acc, &f[l4..l4 + len]));
+    f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
 }
