@@ -115,6 +115,9 @@ counters! {
 
     // The SYN-cookie front door.
     SynAckSent = "syn_ack_sent",
+    /// A SYN that could not be answered: no cookie key covers the current minute (user
+    /// space did not install one in time).
+    DropNoCookieKey = "drop_no_cookie_key",
     CookieValid = "cookie_ack_valid",
     CookieInvalid = "cookie_ack_invalid",
     RstSent = "rst_sent",

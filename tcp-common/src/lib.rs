@@ -8,6 +8,7 @@
 #[cfg(target_arch = "bpf")]
 pub mod bpf_mem;
 pub mod classify;
+pub mod cookie;
 pub mod counters;
 pub mod maps;
 
@@ -25,8 +26,9 @@ pub mod map_names {
     pub const XSKS: &str = "XSKS";
     pub const PORTS: &str = "PORTS";
     pub const FLOW_FILTER: &str = "FLOW_FILTER";
+    pub const COOKIE: &str = "COOKIE";
     /// Every map tcpfront pins.
-    pub const PINNED: &[&str] = &[COUNTERS, CONFIG, LISTEN, PORTS, FLOWS, FLOW_FILTER, XSKS];
+    pub const PINNED: &[&str] = &[COUNTERS, CONFIG, LISTEN, PORTS, FLOWS, FLOW_FILTER, COOKIE, XSKS];
 }
 
 /// Entries of the LRU flow map.

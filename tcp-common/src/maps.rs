@@ -170,20 +170,8 @@ pub struct FlowValue {
     pub _pad: [u8; 6],
 }
 
-/// Low bits of the TSval of a cookie SYN-ACK carry what the client's SYN offered, as Linux
-/// does (`cookie_init_timestamp`), so the returning ACK's TSecr tells it back without state:
-/// bits 0..=3 window scale (15 = none), bit 4 SACK permitted, bits 5..=6 the cookie's MSS
-/// index.
-pub const TS_OPT_BITS: u32 = 7;
-pub const TS_WSCALE_MASK: u32 = 0xf;
-pub const TS_WSCALE_NONE: u32 = 0xf;
-pub const TS_SACK_BIT: u32 = 1 << 4;
-pub const TS_MSS_SHIFT: u32 = 5;
-pub const TS_MSS_MASK: u32 = 0x3;
-
-/// The MSS values the kernel's SYN-cookie helpers encode (net/ipv4/syncookies.c `msstab`,
-/// net/ipv6/syncookies.c `msstab`). Index 0 is also what a flow gets when timestamps were off
-/// and the index could not travel.
+/// The MSS values a cookie encodes (as net/ipv4/syncookies.c and net/ipv6/syncookies.c
+/// `msstab`): two bits of the cookie index this table.
 pub const COOKIE_MSS_V4: [u16; 4] = [536, 1300, 1440, 1460];
 pub const COOKIE_MSS_V6: [u16; 4] = [1280 - 60, 1480 - 60, 1500 - 60, 9000 - 60];
 
@@ -212,6 +200,7 @@ mod pod {
     unsafe impl aya::Pod for super::ListenKey {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for crate::cookie::CookieKeys {}
 }
 
 #[cfg(test)]

@@ -9,10 +9,9 @@ use tcp_common::{
     bpf_mem::atomic_add64,
     classify::{ACK, RST, SYN},
     maps::{
-        CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_RST_INVALID_COOKIE, CFG_SYN_COOKIES, COOKIE_MSS_V4,
-        COOKIE_MSS_V6, Config, FAMILY_V4, FAMILY_V6, FLOW_FROM_COOKIE, FLOW_SACK, FLOW_TIMESTAMPS,
-        FLOW_WSCALE, FlowKey, FlowValue, TS_MSS_MASK, TS_MSS_SHIFT, TS_OPT_BITS, TS_SACK_BIT,
-        TS_WSCALE_MASK, TS_WSCALE_NONE, cookie_mss_index, flow_filter_place, flow_filter_slot,
+        CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_RST_INVALID_COOKIE, CFG_SYN_COOKIES, Config,
+        FAMILY_V4, FLOW_FROM_COOKIE, FLOW_SACK, FLOW_TIMESTAMPS, FLOW_WSCALE, FlowKey,
+        FlowValue, flow_filter_place, flow_filter_slot,
     },
 };
 
@@ -126,8 +125,13 @@ fn syn_ack(ctx: &XdpContext, seg: &Segment, config: &Config, c: Counts) -> u32 {
         c.add(Counter::DropBadOptions);
         return xdp_action::XDP_DROP;
     };
-    let Ok((cookie, mss)) = cookie::generate(ctx, seg) else {
-        c.add(Counter::DropBadOptions);
+    // One clock read for the cookie's minute and the TSval: the coarse clock (updated every
+    // jiffy) spares reading the TSC for every SYN.
+    // SAFETY: helper without arguments.
+    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let wscale = (opts.wscale != WSCALE_NONE).then_some(opts.wscale);
+    let Some((cookie, mss)) = cookie::mint(ctx, seg, now_ns, opts.mss, wscale, opts.sack_ok) else {
+        c.add(Counter::DropNoCookieKey);
         return xdp_action::XDP_DROP;
     };
 
@@ -135,28 +139,12 @@ fn syn_ack(ctx: &XdpContext, seg: &Segment, config: &Config, c: Counts) -> u32 {
     // window scale.
     let mut o = [0x0204_0000 | u32::from(mss), 0, 0, 0, 0];
     // RFC 7323 §2.2: only offer scaling to a client that offered it.
-    let ws = (opts.wscale != WSCALE_NONE).then_some(0x0103_0300 | u32::from(our_wscale(config)));
+    let ws = wscale.map(|_| 0x0103_0300 | u32::from(our_wscale(config)));
     let n = if opts.timestamps {
-        // RFC 7323 §3.2 TSval; its low bits carry the SYN's options back to us (Linux does
-        // the same in cookie_init_timestamp), since we keep no state. The clock counts units
-        // of 2^20 ns (≈1.05 ms, within RFC 7323 §5.4's 1 ms..1 s), which spares a division;
-        // the coarse clock (updated every jiffy) spares reading the TSC for every SYN.
-        // SAFETY: helper without arguments.
-        let now = (unsafe { bpf_ktime_get_coarse_ns() } >> 20) as u32;
-        let mut bits = if opts.wscale == WSCALE_NONE {
-            TS_WSCALE_NONE
-        } else {
-            u32::from(opts.wscale) & TS_WSCALE_MASK
-        } | (cookie_mss_index(seg.family, mss) << TS_MSS_SHIFT);
-        if opts.sack_ok {
-            bits |= TS_SACK_BIT;
-        }
-        o[1] = if opts.sack_ok {
-            0x0402_080a
-        } else {
-            0x0101_080a
-        };
-        o[2] = (now & !((1u32 << TS_OPT_BITS) - 1)) | bits;
+        // RFC 7323 §3.2. The clock counts units of 2^20 ns (≈1.05 ms, within RFC 7323
+        // §5.4's 1 ms..1 s), which spares a division; the engine continues it.
+        o[1] = if opts.sack_ok { 0x0402_080a } else { 0x0101_080a };
+        o[2] = (now_ns >> 20) as u32;
         o[3] = opts.tsval;
         if let Some(w) = ws {
             o[4] = w;
@@ -212,8 +200,9 @@ fn cookie_ack(
     if !checksums_ok(ctx, seg, c) {
         return xdp_action::XDP_DROP;
     }
-    let valid = cookie::check(ctx, seg).unwrap_or(false);
-    if !valid {
+    // SAFETY: helper without arguments.
+    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let Some(h) = cookie::check(ctx, seg, now_ns) else {
         c.add(Counter::CookieInvalid);
         if config.flags & CFG_RST_INVALID_COOKIE != 0
             && (seg.family != FAMILY_V4 || seg.ip_hlen == IPV4_MIN_HLEN)
@@ -234,42 +223,31 @@ fn cookie_ack(
         }
         c.add(Counter::DropCookieInvalid);
         return xdp_action::XDP_DROP;
-    }
+    };
     c.add(Counter::CookieValid);
 
     let mut value = FlowValue {
         client_isn: seg.seq.wrapping_sub(1),
         server_isn: seg.ack.wrapping_sub(1),
-        // SAFETY: helper without arguments.
-        created_ns: unsafe { bpf_ktime_get_coarse_ns() },
-        mss: if seg.family == FAMILY_V6 {
-            COOKIE_MSS_V6[0]
-        } else {
-            COOKIE_MSS_V4[0]
-        },
+        created_ns: now_ns,
+        mss: h.mss,
         flags: FLOW_FROM_COOKIE,
         ..FlowValue::default()
     };
+    if h.sack {
+        value.flags |= FLOW_SACK;
+    }
+    if let Some(ws) = h.wscale {
+        value.flags |= FLOW_WSCALE;
+        value.client_wscale = ws;
+        value.server_wscale = our_wscale(config);
+    }
     if let Some((tsval, tsecr)) = options::aligned_timestamps(ctx, seg) {
-        // TSecr echoes the TSval of our SYN-ACK, whose low bits hold the SYN's options.
-        let idx = ((tsecr >> TS_MSS_SHIFT) & TS_MSS_MASK) as usize;
-        value.mss = if seg.family == FAMILY_V6 {
-            COOKIE_MSS_V6[idx & 3]
-        } else {
-            COOKIE_MSS_V4[idx & 3]
-        };
+        // RFC 7323 §3.2: the client sends timestamps only if our SYN-ACK did, which it did
+        // only if the SYN had them; TSecr echoes our SYN-ACK's TSval.
         value.flags |= FLOW_TIMESTAMPS;
         value.ts_recent = tsval;
         value.ts_offset = tsecr;
-        if tsecr & TS_SACK_BIT != 0 {
-            value.flags |= FLOW_SACK;
-        }
-        let ws = tsecr & TS_WSCALE_MASK;
-        if ws != TS_WSCALE_NONE {
-            value.flags |= FLOW_WSCALE;
-            value.client_wscale = ws as u8;
-            value.server_wscale = our_wscale(config);
-        }
     }
     // Counted in the filter before the flow exists, so that no lookup misses it.
     let counter = FLOW_FILTER.get_ptr_mut(word);

@@ -35,6 +35,7 @@ mod prog {
     use tcp_common::{
         BPF_F_MMAPABLE, Counter, CounterBlock, MAX_FLOWS, MAX_LISTEN, MAX_QUEUES, PORT_ENTRIES,
         classify,
+        cookie::CookieKeys,
         maps::{
             CFG_ENABLED, CFG_SCRUB_ALL, Config, FLOW_FILTER_WORDS, FlowKey, FlowValue, ListenKey,
         },
@@ -62,6 +63,9 @@ mod prog {
     /// when it deletes a flow.
     #[map(name = "FLOW_FILTER")]
     pub static FLOW_FILTER: Array<u64> = Array::with_max_entries(FLOW_FILTER_WORDS, BPF_F_MMAPABLE);
+    /// The SipHash keys of the SYN cookie and the wall-clock offset (`tcp_common::cookie`).
+    #[map(name = "COOKIE")]
+    pub static COOKIE: Array<CookieKeys> = Array::with_max_entries(1, 0);
     #[map(name = "XSKS")]
     pub static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
     /// Per CPU: a copy of a segment with payload, for its checksum.
@@ -162,7 +166,7 @@ mod prog {
 }
 
 #[cfg(target_arch = "bpf")]
-use prog::{FLOW_FILTER, FLOWS, LISTEN, PORTS, SCRATCH, SCRATCH_LEN, XSKS};
+use prog::{COOKIE, FLOW_FILTER, FLOWS, LISTEN, PORTS, SCRATCH, SCRATCH_LEN, XSKS};
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -280,7 +280,7 @@ fn conns_and_stats_show_each_connection_and_the_traffic() -> anyhow::Result<()> 
     assert_eq!(me["status"]["upstream"], upstream.as_str(), "{me}");
     assert_eq!(me["status"]["netns"], lab.names.front_ns.as_str(), "{me}");
     assert_eq!(me["status"]["connections"], 3, "{me}");
-    assert_eq!(me["status"]["cookie_secret"]["owner"], "kernel", "{me}");
+    assert_eq!(me["status"]["cookie_secret"]["source"], "random", "{me}");
 
     drop(release_tx);
     drop((established, half_closed));

@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 
 use tcp_common::{
     classify::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG},
+    cookie::{COOKIE_MSS_SHIFT, NS_PER_MINUTE, cookie_minute},
     maps::{
         COOKIE_MSS_V4, COOKIE_MSS_V6, FAMILY_V4, FAMILY_V6, FLOW_FROM_COOKIE, FLOW_SACK,
-        FLOW_TIMESTAMPS, FLOW_WSCALE, TS_MSS_MASK, TS_MSS_SHIFT, TS_SACK_BIT, TS_WSCALE_MASK,
+        FLOW_TIMESTAMPS, FLOW_WSCALE, cookie_mss_index,
     },
 };
 use tcpfront::{
-    bpf::config::FastPathSettings,
+    bpf::{
+        config::FastPathSettings,
+        cookie::{CookieInput, current_minute, expected_cookie},
+    },
     wire::{
         frame::TcpFrame,
         tcp::{TcpOptions, TcpRepr},
@@ -241,25 +245,33 @@ fn syn_ack_round(h: &Harness, client: &str, server: &str) -> anyhow::Result<(Tcp
         COOKIE_MSS_V6
     };
     let mss = o.mss.expect("MSS option");
-    assert!(table.contains(&mss) && mss <= 1460, "MSS {mss}");
+    let family = if r.ip.is_v4() { FAMILY_V4 } else { FAMILY_V6 };
+    assert_eq!(mss, table[cookie_mss_index(family, 1460) as usize]);
     assert_eq!(o.wscale, Some(7));
     assert!(o.sack_permitted);
-    let (tsval, tsecr) = o.timestamps.expect("timestamps");
+    let (_, tsecr) = o.timestamps.expect("timestamps");
     assert_eq!(tsecr, 0xabcd, "TSecr echoes the SYN's TSval");
-    assert_eq!(
-        tsval & TS_WSCALE_MASK,
-        7,
-        "the client's window scale travels in TSval"
+    // The cookie is exactly what the independent implementation computes.
+    let (minute, age) = cookie_minute(r.tcp.seq, current_minute());
+    assert!(age <= 1, "minted this minute (or the last, across a boundary)");
+    let want = expected_cookie(
+        h.settings.cookie_keys.key[0],
+        &CookieInput {
+            client: std::net::SocketAddr::new(syn.ip.src, syn.tcp.src_port),
+            server: std::net::SocketAddr::new(syn.ip.dst, syn.tcp.dst_port),
+            client_isn: syn.tcp.seq,
+            minute,
+            mss_index: (r.tcp.seq >> COOKIE_MSS_SHIFT) & 3,
+            wscale: Some(7),
+            sack: true,
+        },
     );
-    assert_ne!(tsval & TS_SACK_BIT, 0);
-    let idx = ((tsval >> TS_MSS_SHIFT) & TS_MSS_MASK) as usize;
-    assert_eq!(table[idx], mss);
+    assert_eq!(r.tcp.seq, want, "cookie");
+    assert_eq!(table[((r.tcp.seq >> COOKIE_MSS_SHIFT) & 3) as usize], mss);
     Ok((syn, r))
 }
 
 /// The ACK completing the handshake; `forge` replaces the cookie by an unrelated value.
-/// (Off-by-one is no forgery test: Linux cookies carry the MSS index in their low bits, so
-/// cookie+1 can be the valid cookie of another MSS.)
 fn cookie_ack(syn: &TcpFrame, syn_ack: &TcpFrame, forge: bool) -> TcpFrame {
     let cookie = if forge {
         syn_ack.tcp.seq ^ 0x5a5a_5a5a
@@ -520,5 +532,118 @@ fn the_ip_length_bounds_the_segment() -> anyhow::Result<()> {
     let (verdict, _, delta) = h.run_counted(&f)?;
     assert_eq!(verdict, XDP_DROP);
     assert_eq!(delta.get("drop_truncated"), Some(&1), "{delta:?}");
+    Ok(())
+}
+
+/// Shifts the program's wall clock so that it reads half past some minute, leaving 30 s of
+/// margin on both sides for a test that steps through minutes.
+fn centre_the_minute(h: &mut Harness) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let target = now - now % NS_PER_MINUTE + NS_PER_MINUTE / 2;
+    let mut keys = h.settings.cookie_keys;
+    keys.clock_offset_ns = keys.clock_offset_ns.wrapping_add(target.wrapping_sub(now));
+    h.set_cookie_keys(keys)
+}
+
+/// Moves the program's clock by whole minutes.
+fn advance_minutes(h: &mut Harness, minutes: i64) -> anyhow::Result<()> {
+    let mut keys = h.settings.cookie_keys;
+    keys.clock_offset_ns = keys
+        .clock_offset_ns
+        .wrapping_add((minutes * NS_PER_MINUTE as i64) as u64);
+    h.set_cookie_keys(keys)
+}
+
+/// As net/ipv4/syncookies.c: a cookie is good in the minute it was minted and the next one,
+/// and no longer; the clock is wall-clock minutes.
+#[test]
+fn cookies_expire_after_the_next_minute() -> anyhow::Result<()> {
+    let mut h = Harness::protecting(&["0.0.0.0:80", "[::]:80"])?;
+    centre_the_minute(&mut h)?;
+    for (client, server) in [(V4_CLIENT, V4_SERVER), (V6_CLIENT, V6_SERVER)] {
+        // Minted now, checked one minute later: accepted.
+        let (syn, syn_ack) = syn_ack_round(&h, client, server)?;
+        advance_minutes(&mut h, 1)?;
+        let (_, _, delta) = h.run_counted(&cookie_ack(&syn, &syn_ack, false).emit())?;
+        assert_eq!(delta.get("cookie_ack_valid"), Some(&1), "{client}: {delta:?}");
+        advance_minutes(&mut h, -1)?;
+
+        // Another connection, checked two minutes later: expired.
+        let mut syn = frame(client, server, linux_syn(40001, 80, 0x5555_0000, 0xabcd));
+        let (_, out, _) = h.run_counted(&syn.emit())?;
+        let syn_ack = TcpFrame::parse(&out)?;
+        advance_minutes(&mut h, 2)?;
+        let (verdict, _, delta) = h.run_counted(&cookie_ack(&syn, &syn_ack, false).emit())?;
+        assert_eq!(verdict, XDP_DROP);
+        assert_eq!(delta.get("cookie_ack_invalid"), Some(&1), "{client}: {delta:?}");
+        // ...and so is a cookie "from the future" (three minutes back in the clock).
+        advance_minutes(&mut h, -5)?;
+        syn.tcp.src_port = 40002;
+        let (_, _, delta) = h.run_counted(&cookie_ack(&syn, &syn_ack, false).emit())?;
+        assert_eq!(delta.get("cookie_ack_invalid"), Some(&1), "{delta:?}");
+        advance_minutes(&mut h, 3)?;
+    }
+    Ok(())
+}
+
+/// Every MSS index of both families comes back from the cookie, and so do window scale and
+/// SACK-permitted when the client sends no timestamps (where Linux loses them).
+#[test]
+fn the_cookie_carries_mss_window_scale_and_sack() -> anyhow::Result<()> {
+    let h = Harness::protecting(&["0.0.0.0:80", "[::]:80"])?;
+    let mut port = 41000;
+    for (client, server, family, table) in [
+        (V4_CLIENT, V4_SERVER, FAMILY_V4, COOKIE_MSS_V4),
+        (V6_CLIENT, V6_SERVER, FAMILY_V6, COOKIE_MSS_V6),
+    ] {
+        for (idx, &mss) in table.iter().enumerate() {
+            for (wscale, sack) in [(Some(5), true), (None, false), (Some(14), false)] {
+                port += 1;
+                let syn = frame(
+                    client,
+                    server,
+                    TcpRepr {
+                        src_port: port,
+                        dst_port: 80,
+                        seq: 0x0102_0304 ^ u32::from(port),
+                        flags: SYN,
+                        window: 65535,
+                        options: TcpOptions {
+                            mss: Some(mss),
+                            wscale,
+                            sack_permitted: sack,
+                            ..TcpOptions::default()
+                        },
+                        ..TcpRepr::default()
+                    },
+                );
+                let (verdict, out, _) = h.run_counted(&syn.emit())?;
+                assert_eq!(verdict, XDP_TX);
+                let syn_ack = TcpFrame::parse(&out)?;
+                assert_eq!(syn_ack.tcp.options.mss, Some(mss), "{family} index {idx}");
+                assert_eq!(syn_ack.tcp.options.timestamps, None);
+                assert_eq!(syn_ack.tcp.options.wscale.is_some(), wscale.is_some());
+                assert_eq!(syn_ack.tcp.options.sack_permitted, sack);
+                let mut ack = cookie_ack(&syn, &syn_ack, false);
+                ack.tcp.options = TcpOptions::default();
+                let (_, _, delta) = h.run_counted(&ack.emit())?;
+                assert_eq!(delta.get("flow_inserted"), Some(&1), "{delta:?}");
+                let flows = h.flows()?;
+                let (_, v) = flows
+                    .iter()
+                    .find(|(k, _)| k.src_port == port)
+                    .expect("the flow");
+                assert_eq!(v.mss, mss);
+                assert_eq!(v.flags & FLOW_WSCALE != 0, wscale.is_some());
+                if let Some(ws) = wscale {
+                    assert_eq!(v.client_wscale, ws);
+                }
+                assert_eq!(v.flags & FLOW_SACK != 0, sack);
+                assert_eq!(v.flags & FLOW_TIMESTAMPS, 0);
+            }
+        }
+    }
     Ok(())
 }

@@ -8,6 +8,7 @@ use aya::{
     maps::{Array, HashMap, MapData},
 };
 use tcp_common::{
+    cookie::CookieKeys,
     map_names,
     maps::{
         CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_ENABLED, CFG_RST_INVALID_COOKIE, CFG_SCRUB_ALL,
@@ -31,6 +32,8 @@ pub struct FastPathSettings {
     /// The flow filter's hash seed (`tcp_common::maps::flow_filter_slot`): random per
     /// instance, and needed again to take a deleted flow out of the filter.
     pub filter_seed: u64,
+    /// The SYN cookie's keys and clock offset (`tcp_common::cookie`).
+    pub cookie_keys: CookieKeys,
 }
 
 impl Default for FastPathSettings {
@@ -44,6 +47,7 @@ impl Default for FastPathSettings {
             syn_ack_window: 65535,
             wscale: 7,
             filter_seed: random_seed(),
+            cookie_keys: super::cookie::per_instance_keys(),
         }
     }
 }
@@ -122,6 +126,15 @@ pub fn apply(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
                 .set(u32::from(port), bits, 0)
                 .with_context(|| format!("marking port {port} in PORTS"))?;
         }
+    }
+    {
+        let mut cookie: Array<&mut MapData, CookieKeys> = Array::try_from(
+            ebpf.map_mut(map_names::COOKIE)
+                .context("the XDP object has no COOKIE map")?,
+        )?;
+        cookie
+            .set(0, s.cookie_keys, 0)
+            .context("writing the SYN cookie keys")?;
     }
     write_config(ebpf, s, false)
 }

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod bpffs;
 pub mod config;
+pub mod cookie;
 pub mod counters;
 pub mod flows;
 pub mod test_run;

@@ -368,9 +368,8 @@ fn status_info(
         phase: "serving".into(),
         connections: 0,
         cookie_secret: CookieSecret {
-            owner: "kernel".into(),
-            max_age_secs: 0,
-            // MAX_SYNCOOKIE_AGE (2) minute counter ticks: at least two minutes.
+            source: "random".into(),
+            age_secs: 0,
             validity_secs: 120,
         },
     }

@@ -100,9 +100,8 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         );
         let _ = writeln!(
             out,
-            "  cookie secret: the {}'s per-boot key (age at most {}s, not rotated); a cookie \
-             stays valid about {}s",
-            s.cookie_secret.owner, s.cookie_secret.max_age_secs, s.cookie_secret.validity_secs
+            "  cookie secret: {} (age {}s, not rotated); a cookie stays valid at most {}s",
+            s.cookie_secret.source, s.cookie_secret.age_secs, s.cookie_secret.validity_secs
         );
     }
     print!("{out}");

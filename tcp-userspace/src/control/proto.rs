@@ -173,15 +173,14 @@ pub struct StatusInfo {
     pub cookie_secret: CookieSecret,
 }
 
-/// tcpfront signs cookies with the kernel's SYN-cookie helpers, hence the kernel's secret.
+/// The key tcpfront's SYN cookies are signed with (never the key material itself).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CookieSecret {
-    /// Who owns the key: `kernel`.
-    pub owner: String,
-    /// The kernel draws it once per boot, at first use, and never rotates it: its age is at
-    /// most the system's uptime.
-    pub max_age_secs: u64,
-    /// A cookie is accepted for about this long after its SYN-ACK (the kernel's
-    /// MAX_SYNCOOKIE_AGE minute counter).
+    /// Where the key comes from: `random` (drawn at start-up, known to this instance only).
+    pub source: String,
+    /// Seconds since the key in use was installed.
+    pub age_secs: u64,
+    /// A cookie is accepted in the wall-clock minute it was minted and the next one: between
+    /// 60 and 120 s after its SYN-ACK.
     pub validity_secs: u64,
 }

@@ -133,7 +133,7 @@ async fn answer(req: Request, state: &ControlState) -> Response {
             }
             .into();
             st.connections = snapshots.iter().map(|s| s.stats.connections).sum();
-            st.cookie_secret.max_age_secs = system_uptime_secs().unwrap_or(0);
+            st.cookie_secret.age_secs = st.uptime_secs;
             Response::Status(st)
         }
     }
@@ -194,8 +194,3 @@ fn conns(state: &ControlState, snapshots: Vec<QueueSnapshot>) -> ConnsReply {
     reply
 }
 
-fn system_uptime_secs() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/uptime").ok()?;
-    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(secs as u64)
-}

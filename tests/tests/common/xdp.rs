@@ -9,11 +9,13 @@ use std::{
 use anyhow::Context as _;
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray},
     programs::Xdp,
 };
 use tcp_common::{
-    Counter, XDP_PROGRAM, map_names,
+    Counter, XDP_PROGRAM,
+    cookie::CookieKeys,
+    map_names,
     maps::{FlowKey, FlowValue},
 };
 use tcpfront::{
@@ -32,6 +34,7 @@ pub const XDP_TX: u32 = 3;
 
 pub struct Harness {
     ebpf: Ebpf,
+    pub settings: FastPathSettings,
 }
 
 impl Harness {
@@ -39,7 +42,19 @@ impl Harness {
         let mut ebpf = bpf::open_object()?;
         bpf::load_xdp(&mut ebpf)?;
         bpf::config::apply(&mut ebpf, settings)?;
-        Ok(Self { ebpf })
+        Ok(Self {
+            ebpf,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Replaces the SYN cookie keys and clock offset the program reads.
+    pub fn set_cookie_keys(&mut self, keys: CookieKeys) -> anyhow::Result<()> {
+        let mut map: Array<&mut MapData, CookieKeys> =
+            Array::try_from(self.ebpf.map_mut(map_names::COOKIE).context("no COOKIE")?)?;
+        map.set(0, keys, 0)?;
+        self.settings.cookie_keys = keys;
+        Ok(())
     }
 
     /// A harness protecting `listen`, cookies on.
