@@ -163,7 +163,10 @@ mod tests {
     fn bits_do_not_overlap_the_mac() {
         let c = cookie_bits(3, 3, Some(14), true);
         assert_eq!(c & COOKIE_MAC_MASK, 0);
-        assert_eq!(cookie_bits(0, 0, Some(15), false) >> COOKIE_WSCALE_SHIFT & 0xf, 15);
+        assert_eq!(
+            cookie_bits(0, 0, Some(15), false) >> COOKIE_WSCALE_SHIFT & 0xf,
+            15
+        );
     }
 
     #[test]

@@ -28,7 +28,16 @@ pub mod map_names {
     pub const FLOW_FILTER: &str = "FLOW_FILTER";
     pub const COOKIE: &str = "COOKIE";
     /// Every map tcpfront pins.
-    pub const PINNED: &[&str] = &[COUNTERS, CONFIG, LISTEN, PORTS, FLOWS, FLOW_FILTER, COOKIE, XSKS];
+    pub const PINNED: &[&str] = &[
+        COUNTERS,
+        CONFIG,
+        LISTEN,
+        PORTS,
+        FLOWS,
+        FLOW_FILTER,
+        COOKIE,
+        XSKS,
+    ];
 }
 
 /// Entries of the LRU flow map.

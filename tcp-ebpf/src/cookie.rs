@@ -6,8 +6,8 @@ use tcp_common::{
     bpf_mem::{ld32, ld64},
     cookie::{
         COOKIE_MAC_MASK, COOKIE_MAX_AGE_MINUTES, COOKIE_MSS_SHIFT, COOKIE_SACK_BIT,
-        COOKIE_WSCALE_NONE, COOKIE_WSCALE_SHIFT, CookieKeys, MSG_LEN_V4, MSG_LEN_V6,
-        NS_PER_MINUTE, cookie_bits, cookie_minute, last_word, siphash24,
+        COOKIE_WSCALE_NONE, COOKIE_WSCALE_SHIFT, CookieKeys, MSG_LEN_V4, MSG_LEN_V6, NS_PER_MINUTE,
+        cookie_bits, cookie_minute, last_word, siphash24,
     },
     maps::{COOKIE_MSS_V4, COOKIE_MSS_V6, FAMILY_V4, cookie_mss_index},
 };
@@ -42,7 +42,14 @@ fn key(keys: &CookieKeys, minute: u64) -> Option<[u64; 2]> {
 
 /// The MAC over the segment's 4-tuple (as sent by the client), `isn`, the minute and `bits`.
 #[inline(always)]
-fn mac(ctx: &XdpContext, seg: &Segment, k: [u64; 2], isn: u32, minute: u64, bits: u32) -> Option<u32> {
+fn mac(
+    ctx: &XdpContext,
+    seg: &Segment,
+    k: [u64; 2],
+    isn: u32,
+    minute: u64,
+    bits: u32,
+) -> Option<u32> {
     let ports = packet::at::<4>(ctx, seg.l4_off)?;
     // SAFETY: 4 bytes checked; the ports as they lie in the packet.
     let w_ports = unsafe { ld32::<0>(ports) } | u64::from(isn) << 32;
@@ -54,7 +61,14 @@ fn mac(ctx: &XdpContext, seg: &Segment, k: [u64; 2], isn: u32, minute: u64, bits
     } else {
         let ip = packet::at::<40>(ctx, seg.l3_off)?;
         // SAFETY: 40 bytes checked; source and destination address at 8..40.
-        let a = unsafe { [ld64::<8>(ip), ld64::<16>(ip), ld64::<24>(ip), ld64::<32>(ip)] };
+        let a = unsafe {
+            [
+                ld64::<8>(ip),
+                ld64::<16>(ip),
+                ld64::<24>(ip),
+                ld64::<32>(ip),
+            ]
+        };
         siphash24(
             k,
             &[a[0], a[1], a[2], a[3], w_ports],

@@ -10,8 +10,8 @@ use tcp_common::{
     classify::{ACK, RST, SYN},
     maps::{
         CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_RST_INVALID_COOKIE, CFG_SYN_COOKIES, Config,
-        FAMILY_V4, FLOW_FROM_COOKIE, FLOW_SACK, FLOW_TIMESTAMPS, FLOW_WSCALE, FlowKey,
-        FlowValue, flow_filter_place, flow_filter_slot,
+        FAMILY_V4, FLOW_FROM_COOKIE, FLOW_SACK, FLOW_TIMESTAMPS, FLOW_WSCALE, FlowKey, FlowValue,
+        flow_filter_place, flow_filter_slot,
     },
 };
 
@@ -143,7 +143,11 @@ fn syn_ack(ctx: &XdpContext, seg: &Segment, config: &Config, c: Counts) -> u32 {
     let n = if opts.timestamps {
         // RFC 7323 §3.2. The clock counts units of 2^20 ns (≈1.05 ms, within RFC 7323
         // §5.4's 1 ms..1 s), which spares a division; the engine continues it.
-        o[1] = if opts.sack_ok { 0x0402_080a } else { 0x0101_080a };
+        o[1] = if opts.sack_ok {
+            0x0402_080a
+        } else {
+            0x0101_080a
+        };
         o[2] = (now_ns >> 20) as u32;
         o[3] = opts.tsval;
         if let Some(w) = ws {

@@ -89,6 +89,11 @@ pub struct Tcpfront {
 impl Tcpfront {
     /// Starts tcpfront with `extra` run arguments and waits until it has attached.
     pub fn start(lab: &Lab, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_log(lab, extra, "debug")
+    }
+
+    /// As [`Tcpfront::start`], logging at `level` (`RUST_LOG`): benchmarks log less.
+    pub fn start_with_log(lab: &Lab, extra: &[&str], level: &str) -> anyhow::Result<Self> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!("tcpfront-{}-{n}.log", lab.names.front_if));
@@ -102,7 +107,7 @@ impl Tcpfront {
             &lab.names.front_if,
         ])
         .args(extra)
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", level)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);

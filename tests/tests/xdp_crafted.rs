@@ -253,7 +253,10 @@ fn syn_ack_round(h: &Harness, client: &str, server: &str) -> anyhow::Result<(Tcp
     assert_eq!(tsecr, 0xabcd, "TSecr echoes the SYN's TSval");
     // The cookie is exactly what the independent implementation computes.
     let (minute, age) = cookie_minute(r.tcp.seq, current_minute());
-    assert!(age <= 1, "minted this minute (or the last, across a boundary)");
+    assert!(
+        age <= 1,
+        "minted this minute (or the last, across a boundary)"
+    );
     let want = expected_cookie(
         h.settings.cookie_keys.key[0],
         &CookieInput {
@@ -567,7 +570,11 @@ fn cookies_expire_after_the_next_minute() -> anyhow::Result<()> {
         let (syn, syn_ack) = syn_ack_round(&h, client, server)?;
         advance_minutes(&mut h, 1)?;
         let (_, _, delta) = h.run_counted(&cookie_ack(&syn, &syn_ack, false).emit())?;
-        assert_eq!(delta.get("cookie_ack_valid"), Some(&1), "{client}: {delta:?}");
+        assert_eq!(
+            delta.get("cookie_ack_valid"),
+            Some(&1),
+            "{client}: {delta:?}"
+        );
         advance_minutes(&mut h, -1)?;
 
         // Another connection, checked two minutes later: expired.
@@ -577,7 +584,11 @@ fn cookies_expire_after_the_next_minute() -> anyhow::Result<()> {
         advance_minutes(&mut h, 2)?;
         let (verdict, _, delta) = h.run_counted(&cookie_ack(&syn, &syn_ack, false).emit())?;
         assert_eq!(verdict, XDP_DROP);
-        assert_eq!(delta.get("cookie_ack_invalid"), Some(&1), "{client}: {delta:?}");
+        assert_eq!(
+            delta.get("cookie_ack_invalid"),
+            Some(&1),
+            "{client}: {delta:?}"
+        );
         // ...and so is a cookie "from the future" (three minutes back in the clock).
         advance_minutes(&mut h, -5)?;
         syn.tcp.src_port = 40002;

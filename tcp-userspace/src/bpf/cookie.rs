@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 
 use siphasher::sip::SipHasher24;
 use tcp_common::cookie::{
-    COOKIE_KEY_SLOTS, COOKIE_MAC_BITS, COOKIE_MAC_MASK, COOKIE_SLOT_UNUSED, CookieKeys,
-    cookie_bits,
+    COOKIE_KEY_SLOTS, COOKIE_MAC_BITS, COOKIE_MAC_MASK, COOKIE_SLOT_UNUSED, CookieKeys, cookie_bits,
 };
 
 /// CLOCK_REALTIME minus CLOCK_MONOTONIC now, in ns (two's complement): what turns the XDP
@@ -41,7 +40,10 @@ pub fn per_instance_keys() -> CookieKeys {
     let mut b = [0u8; 16];
     // SAFETY: getrandom writes at most b.len() bytes into b.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    assert_eq!(n, 16, "the kernel's random pool is always available after boot");
+    assert_eq!(
+        n, 16,
+        "the kernel's random pool is always available after boot"
+    );
     let k0 = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
     let k1 = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
     let mut keys = CookieKeys {
@@ -98,9 +100,7 @@ pub fn expected_cookie(k: [u64; 2], input: &CookieInput) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use tcp_common::cookie::{
-        MSG_LEN_V4, MSG_LEN_V6, cookie_minute, last_word, siphash24,
-    };
+    use tcp_common::cookie::{MSG_LEN_V4, MSG_LEN_V6, cookie_minute, last_word, siphash24};
 
     use super::*;
 
@@ -136,19 +136,32 @@ mod tests {
                     let mut a = [0u8; 8];
                     a[..4].copy_from_slice(&c.octets());
                     a[4..].copy_from_slice(&s.octets());
-                    siphash24(k, &[word(&a), w_ports], last_word(input.minute, bits, MSG_LEN_V4))
+                    siphash24(
+                        k,
+                        &[word(&a), w_ports],
+                        last_word(input.minute, bits, MSG_LEN_V4),
+                    )
                 }
                 (std::net::IpAddr::V6(c), std::net::IpAddr::V6(s)) => {
                     let (c, s) = (c.octets(), s.octets());
                     siphash24(
                         k,
-                        &[word(&c[..8]), word(&c[8..]), word(&s[..8]), word(&s[8..]), w_ports],
+                        &[
+                            word(&c[..8]),
+                            word(&c[8..]),
+                            word(&s[..8]),
+                            word(&s[8..]),
+                            w_ports,
+                        ],
                         last_word(input.minute, bits, MSG_LEN_V6),
                     )
                 }
                 _ => unreachable!(),
             };
-            assert_eq!(bits | (h as u32 & COOKIE_MAC_MASK), expected_cookie(k, &input));
+            assert_eq!(
+                bits | (h as u32 & COOKIE_MAC_MASK),
+                expected_cookie(k, &input)
+            );
         }
     }
 

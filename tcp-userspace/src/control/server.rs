@@ -193,4 +193,3 @@ fn conns(state: &ControlState, snapshots: Vec<QueueSnapshot>) -> ConnsReply {
     reply.connections.sort_by_key(|c| (c.local, c.remote));
     reply
 }
-

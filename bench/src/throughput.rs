@@ -21,7 +21,7 @@ use tcpfront_tests::{
     process::{ChildGuard, Tcpfront},
 };
 
-use super::common::{self, ratio};
+use crate::common::{self, ratio};
 
 const IPERF_PORT: u16 = 5201;
 const IPERF_VIA_TCPFRONT: u16 = 5202;
@@ -36,8 +36,9 @@ struct Row {
     tcpfront: f64,
 }
 
-pub fn throughput(bin: &std::path::Path, duration: Duration) -> anyhow::Result<()> {
-    let lab = common::lab(bin)?;
+pub fn throughput(duration: Duration) -> anyhow::Result<()> {
+    let bin = common::tcpfront_bin();
+    let lab = common::lab(Some(&bin))?;
     let _iperf = ChildGuard::spawn(
         "iperf3 server",
         command_in(&lab.names.front_ns, "iperf3")
@@ -45,7 +46,7 @@ pub fn throughput(bin: &std::path::Path, duration: Duration) -> anyhow::Result<(
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )?;
-    let _rr = common::ok_server(&lab.names.front_ns, RR_PORT)?;
+    let _rr = common::ok_server(&lab.names.front_ns, RR_PORT, None)?;
     std::thread::sleep(Duration::from_millis(300));
 
     let mut rows = Vec::new();

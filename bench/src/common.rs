@@ -1,0 +1,289 @@
+//! What the benchmarks share: their lab, an event-driven request/response server, a client
+//! request, CPU pinning and accounting, result files and percentiles.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use tcpfront_tests::{
+    lab::{self, Lab, LabNames},
+    netns::spawn_in,
+};
+
+pub fn names() -> LabNames {
+    LabNames {
+        client_ns: "tfb-client".into(),
+        front_ns: "tfb-front".into(),
+        client_if: "tfb-c0".into(),
+        front_if: "tfb-f0".into(),
+    }
+}
+
+/// A fresh benchmark lab (a leftover of an interrupted run is removed first); with
+/// `tcpfront`, its pass-through program goes on the client veth.
+pub fn lab(tcpfront: Option<&std::path::Path>) -> anyhow::Result<Lab> {
+    lab::destroy(&names());
+    Lab::create(names(), false, tcpfront)
+}
+
+/// The tcpfront binary `cargo xtask bench` built.
+pub fn tcpfront_bin() -> PathBuf {
+    tcpfront_tests::process::tcpfront_bin()
+}
+
+/// Stops its thread when dropped.
+pub struct Background<T> {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<anyhow::Result<T>>>,
+}
+
+impl<T> Background<T> {
+    pub fn finish(mut self) -> anyhow::Result<T> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| anyhow::anyhow!("a benchmark thread panicked"))?,
+            None => anyhow::bail!("already finished"),
+        }
+    }
+}
+
+impl<T> Drop for Background<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Runs `f` on a thread in namespace `ns` (pinned to `cpu` if given) until told to stop.
+pub fn background<T, F>(ns: &str, cpu: Option<usize>, f: F) -> Background<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<AtomicBool>) -> anyhow::Result<T> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    Background {
+        stop,
+        handle: Some(spawn_in(ns, move || {
+            if let Some(cpu) = cpu {
+                pin_current_thread(cpu)?;
+            }
+            f(s)
+        })),
+    }
+}
+
+/// A request/response server in `ns` on `port` (every address): reads a line, answers
+/// `ok\n`, closes. Event-driven (one tokio thread, a task per connection), so that it is never
+/// what limits connections per second; pinned to `cpu` if given.
+pub fn ok_server(ns: &str, port: u16, cpu: Option<usize>) -> anyhow::Result<Background<()>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let bg = background(ns, cpu, move |stop| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind(("::", port)).await?;
+            tx.send(()).ok();
+            loop {
+                tokio::select! {
+                    r = l.accept() => {
+                        let (s, _) = r?;
+                        tokio::spawn(serve_ok(s));
+                    }
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        })
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .context("the benchmark server did not start")?;
+    Ok(bg)
+}
+
+async fn serve_ok(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut b = [0u8; 64];
+    let mut got = 0;
+    let read = async {
+        while got < b.len() {
+            match s.read(&mut b[got..]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => {
+                    got += n;
+                    if b[..got].contains(&b'\n') {
+                        return true;
+                    }
+                }
+            }
+        }
+        true
+    };
+    if let Ok(true) = tokio::time::timeout(Duration::from_secs(5), read).await {
+        let _ = s.write_all(b"ok\n").await;
+    }
+}
+
+/// One request: connect (timed), `x\n`, read `ok\n`, close. Returns the connect time.
+pub fn request(addr: SocketAddr, timeout: Duration) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    let connect = t.elapsed();
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(b"x\n")?;
+    let mut b = [0u8; 3];
+    s.read_exact(&mut b)?;
+    anyhow::ensure!(&b == b"ok\n", "bad answer");
+    Ok(connect)
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_current_thread(cpu: usize) -> anyhow::Result<()> {
+    pin_task(0, cpu)
+}
+
+fn pin_task(tid: libc::pid_t, cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: a zeroed cpu_set_t with one bit set, passed with its size.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("pinning {tid} to CPU {cpu}"));
+    }
+    Ok(())
+}
+
+/// Pins every thread of process `pid` to `cpu` (threads it starts later inherit it).
+pub fn pin_process(pid: u32, cpu: usize) -> anyhow::Result<()> {
+    let dir = format!("/proc/{pid}/task");
+    for t in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let tid: libc::pid_t = t?.file_name().to_string_lossy().parse()?;
+        pin_task(tid, cpu)?;
+    }
+    Ok(())
+}
+
+/// Threads whose name starts with `prefix` (kernel threads included).
+pub fn threads_named(prefix: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end().starts_with(prefix))
+        })
+        .collect()
+}
+
+/// Moves `iface`'s receive work (NAPI) into its own kernel thread and pins that to `cpu`:
+/// `/sys/class/net/IF/threaded`, written inside `ns` (whose sysfs shows the interface). On
+/// veth the NAPI instance exists only while an XDP program is attached, so call this after
+/// attaching.
+pub fn threaded_napi(ns: &str, iface: &str, cpu: usize) -> anyhow::Result<()> {
+    tcpfront_tests::netns::run(
+        tcpfront_tests::netns::command_in(ns, "sh")
+            .args(["-c", &format!("echo 1 > /sys/class/net/{iface}/threaded")]),
+    )
+    .with_context(|| format!("threaded NAPI on {iface}"))?;
+    let threads = threads_named(&format!("napi/{iface}-"));
+    anyhow::ensure!(!threads.is_empty(), "no NAPI thread for {iface}");
+    for t in threads {
+        pin_task(t as libc::pid_t, cpu)?;
+    }
+    Ok(())
+}
+
+/// Busy time of one CPU since boot, from /proc/stat (all but idle and iowait).
+pub fn cpu_busy(cpu: usize) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .with_context(|| format!("no {name} in /proc/stat"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = v.iter().take(8).sum::<u64>() - v.get(3).unwrap_or(&0) - v.get(4).unwrap_or(&0);
+    // SAFETY: sysconf cannot fail for _SC_CLK_TCK.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(Duration::from_secs_f64(busy as f64 / hz))
+}
+
+/// The CPUs of the machine: the last one is the target's, the others the rest of the rig's.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Where results go: `target/bench/` of the workspace.
+pub fn results_dir() -> anyhow::Result<PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the bench crate has no parent directory")?;
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Seconds since the epoch, for file names and the record.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// The machine, for the record: kernel, CPU model and count.
+pub fn machine() -> serde_json::Value {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_default();
+    serde_json::json!({ "kernel": kernel.trim(), "cpu": model, "cpus": cpus() })
+}
+
+/// The `q` quantile (0..=1) of sorted durations, in milliseconds.
+pub fn quantile_ms(sorted: &[Duration], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    Some(sorted[i].as_secs_f64() * 1000.0)
+}
+
+pub fn ratio(a: f64, b: f64) -> String {
+    if b == 0.0 || !a.is_finite() || !b.is_finite() {
+        "-".into()
+    } else {
+        format!("{:.2}x", a / b)
+    }
+}

@@ -1,0 +1,390 @@
+//! The SYN-flood rig: a lab whose client veth carries the SYN-ACK sink, one target at a time
+//! on the front veth, and the CPU split — the last CPU is the target's (its veth's NAPI
+//! thread and its user-space process), the others run the generator, the client veth's NAPI
+//! thread and the legitimate client.
+
+use std::{fmt::Write as _, net::IpAddr, process::Command, time::Duration};
+
+use anyhow::{Context as _, bail};
+use tcpfront_tests::{
+    lab::{self, Lab},
+    netns::{command_in, run, run_in},
+    process::Tcpfront,
+    rawsock::mac_of,
+};
+
+use crate::{
+    common::{self, Background},
+    generator::{self, Generator},
+    sink::{Pass, Sink, SinkCounts},
+};
+
+pub const PORT: u16 = 8080;
+
+/// What answers the flood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Linux with `tcp_syncookies=2` and a plain listener.
+    Kernel,
+    /// The same listener behind nftables SYNPROXY.
+    Synproxy,
+    /// tcpfront's XDP program in front of the same listener (its upstream over loopback).
+    Tcpfront,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Kernel, Target::Synproxy, Target::Tcpfront];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Kernel => "kernel (syncookies)",
+            Target::Synproxy => "nftables SYNPROXY",
+            Target::Tcpfront => "tcpfront (XDP)",
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Target::Kernel => "kernel",
+            Target::Synproxy => "synproxy",
+            Target::Tcpfront => "tcpfront",
+        }
+    }
+}
+
+/// The lab, the sink, the listener and the generator, shared by every target.
+pub struct Rig {
+    pub lab: Lab,
+    pub target_cpu: usize,
+    pub rig_cpu: usize,
+    sink: Sink,
+    _server: Background<()>,
+    generator: Option<Generator>,
+    pub v6: bool,
+}
+
+impl Rig {
+    pub fn new(v6: bool) -> anyhow::Result<Self> {
+        let cpus = common::cpus();
+        if cpus < 2 {
+            bail!("the rig needs two CPUs (one for the target, one for the rest)");
+        }
+        let (target_cpu, rig_cpu) = (cpus - 1, 0);
+        let lab = common::lab(None)?;
+        let n = lab.names.clone();
+        spoofed_neighbours(&lab)?;
+        for (key, value) in [
+            ("net.ipv4.tcp_syncookies", "2"),
+            ("net.ipv4.tcp_timestamps", "1"),
+        ] {
+            sysctl(&n.front_ns, key, value)?;
+        }
+        let iface = n.client_if.clone();
+        let sink = run_in(&n.client_ns, move || {
+            Sink::attach(&iface, lab::CLIENT_V4, lab::CLIENT_V6)
+        })?;
+        common::threaded_napi(&n.client_ns, &n.client_if, rig_cpu)?;
+        let server = common::ok_server(&n.front_ns, PORT, Some(target_cpu))?;
+        let spec = generator::lab_spec(
+            v6,
+            mac_of(&n.client_ns, &n.client_if)?,
+            mac_of(&n.front_ns, &n.front_if)?,
+            PORT,
+        );
+        let generator = Some(Generator::new(&spec)?);
+        Ok(Self {
+            lab,
+            target_cpu,
+            rig_cpu,
+            sink,
+            _server: server,
+            generator,
+            v6,
+        })
+    }
+
+    pub fn sink(&self) -> anyhow::Result<SinkCounts> {
+        self.sink.counts()
+    }
+
+    pub fn front(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.lab.front_addr(self.v6), PORT)
+    }
+
+    /// Floods the front veth from the client's namespace, on the rig's CPU at the lowest
+    /// priority (SCHED_IDLE), so that the client veth's NAPI thread and the legitimate client
+    /// always get that CPU first.
+    pub fn flood(&mut self, pace: generator::Pace) -> anyhow::Result<generator::FloodReport> {
+        let mut g = self.generator.take().context("the generator is busy")?;
+        let ns = self.lab.names.client_ns.clone();
+        let iface = self.lab.names.client_if.clone();
+        let cpu = self.rig_cpu;
+        let (g, report) = run_in(&ns, move || {
+            common::pin_current_thread(cpu)?;
+            set_idle_priority()?;
+            let ifindex = ifindex(&iface)?;
+            let r = g.flood(ifindex, pace);
+            Ok((g, r))
+        })?;
+        self.generator = Some(g);
+        report
+    }
+
+    /// Starts `target` on the front veth, pinned to the target CPU.
+    pub fn start(&self, target: Target) -> anyhow::Result<Running> {
+        let n = &self.lab.names;
+        let mut running = Running {
+            target,
+            front_ns: n.front_ns.clone(),
+            front_if: n.front_if.clone(),
+            pass: None,
+            tcpfront: None,
+        };
+        match target {
+            Target::Kernel | Target::Synproxy => {
+                let iface = n.front_if.clone();
+                running.pass = Some(run_in(&n.front_ns, move || Pass::attach(&iface))?);
+                if target == Target::Synproxy {
+                    sysctl(&n.front_ns, "net.netfilter.nf_conntrack_tcp_loose", "0").ok();
+                    nft(&n.front_ns, &synproxy_rules())?;
+                    sysctl(&n.front_ns, "net.netfilter.nf_conntrack_tcp_loose", "0")?;
+                }
+            }
+            Target::Tcpfront => {
+                let listen = format!("{}:{PORT}", if self.v6 { "[::]" } else { "0.0.0.0" });
+                let upstream = format!("127.0.0.1:{PORT}");
+                let tf = Tcpfront::start_with_log(
+                    &self.lab,
+                    &["--listen", &listen, "--upstream", &upstream],
+                    "info",
+                )?;
+                common::pin_process(tf.proc.pid() as u32, self.target_cpu)?;
+                running.tcpfront = Some(tf);
+            }
+        }
+        common::threaded_napi(&n.front_ns, &n.front_if, self.target_cpu)?;
+        Ok(running)
+    }
+}
+
+/// One target, running.
+pub struct Running {
+    pub target: Target,
+    front_ns: String,
+    front_if: String,
+    pass: Option<Pass>,
+    tcpfront: Option<Tcpfront>,
+}
+
+impl Running {
+    /// SYN-ACKs the target says it sent, since it started (or since boot for the kernel's
+    /// own counters: callers take differences).
+    pub fn answered(&self) -> anyhow::Result<u64> {
+        match self.target {
+            Target::Kernel => netstat(&self.front_ns, "TcpExt", "SyncookiesSent"),
+            Target::Synproxy => synproxy_syn_received(&self.front_ns),
+            Target::Tcpfront => {
+                let pin = std::path::Path::new("/sys/fs/bpf/tcpfront")
+                    .join(&self.front_if)
+                    .join(tcp_common::map_names::COUNTERS);
+                Ok(
+                    tcpfront::bpf::counters::read_pinned(&pin)?
+                        .get(tcp_common::Counter::SynAckSent),
+                )
+            }
+        }
+    }
+
+    /// The id of the XDP program on the front veth (bpf_stats).
+    pub fn xdp_prog_id(&self) -> anyhow::Result<u32> {
+        let out = command_in(&self.front_ns, "ip")
+            .args(["-j", "link", "show", "dev", &self.front_if])
+            .output()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        v[0]["xdp"]["prog"]["id"]
+            .as_u64()
+            .map(|id| id as u32)
+            .context("no XDP program on the front veth")
+    }
+
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        if self.target == Target::Synproxy {
+            let _ = nft(
+                &self.front_ns,
+                "delete table ip tfbench_synproxy\ndelete table ip6 tfbench_synproxy6\n",
+            );
+        }
+        self.pass = None;
+        if let Some(tf) = self.tcpfront.take() {
+            tf.stop()?;
+        }
+        Ok(())
+    }
+}
+
+/// The front end knows the spoofed sources' link address (as it would know its router's), so
+/// every target can actually send its SYN-ACKs to the client veth.
+fn spoofed_neighbours(lab: &Lab) -> anyhow::Result<()> {
+    let n = &lab.names;
+    let mac = mac_of(&n.client_ns, &n.client_if)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut batch = String::new();
+    for host in 3..=254u16 {
+        let v4: IpAddr = std::net::Ipv4Addr::new(10, 200, 0, host as u8).into();
+        let v6: IpAddr = std::net::Ipv6Addr::new(0xfd00, 0x7466, 0, 0, 0, 0, 1, host).into();
+        for ip in [v4, v6] {
+            let _ = writeln!(
+                batch,
+                "neigh replace {ip} lladdr {mac} dev {} nud permanent",
+                n.front_if
+            );
+        }
+    }
+    let path =
+        std::env::temp_dir().join(format!("tcpfront-bench-neigh-{}.batch", std::process::id()));
+    std::fs::write(&path, batch)?;
+    let path_str = path.to_string_lossy().into_owned();
+    let r = run(Command::new("ip").args(["-n", &n.front_ns, "-batch", &path_str]));
+    let _ = std::fs::remove_file(path);
+    r
+}
+
+pub fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    run(command_in(ns, "sysctl").args(["-q", "-w", &format!("{key}={value}")]))
+}
+
+fn synproxy_rules() -> String {
+    // As the nftables wiki's SYNPROXY example: SYNs untracked, then answered by SYNPROXY with
+    // the options Linux offers; both families.
+    let mut s = String::new();
+    for (family, table) in [("ip", "tfbench_synproxy"), ("ip6", "tfbench_synproxy6")] {
+        let _ = write!(
+            s,
+            "table {family} {table} {{\n chain pre {{\n  type filter hook prerouting priority raw; policy accept;\n  tcp dport {PORT} tcp flags syn notrack\n }}\n chain inp {{\n  type filter hook input priority filter; policy accept;\n  tcp dport {PORT} ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm\n  ct state invalid drop\n }}\n}}\n"
+        );
+    }
+    s
+}
+
+pub fn nft(ns: &str, script: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut child = command_in(ns, "nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running nft")?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "nft failed ({}): {} on:\n{script}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A `/proc/net/netstat` counter of namespace `ns` (read from a thread inside it).
+fn netstat(ns: &str, group: &str, name: &str) -> anyhow::Result<u64> {
+    let text = run_in(ns, || {
+        Ok(std::fs::read_to_string("/proc/thread-self/net/netstat")?)
+    })?;
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let (names, values) = (
+        lines.next().context("no header line")?,
+        lines.next().context("no value line")?,
+    );
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .with_context(|| format!("no {group} {name} in /proc/net/netstat"))
+}
+
+/// SYNs SYNPROXY answered, summed over CPUs (`/proc/net/stat/synproxy`, hexadecimal).
+fn synproxy_syn_received(ns: &str) -> anyhow::Result<u64> {
+    let text = run_in(ns, || {
+        Ok(std::fs::read_to_string(
+            "/proc/thread-self/net/stat/synproxy",
+        )?)
+    })?;
+    let mut lines = text.lines();
+    let col = lines
+        .next()
+        .context("empty synproxy statistics")?
+        .split_whitespace()
+        .position(|c| c == "syn_received")
+        .context("no syn_received column")?;
+    lines
+        .map(|l| {
+            l.split_whitespace()
+                .nth(col)
+                .and_then(|v| u64::from_str_radix(v, 16).ok())
+                .context("bad synproxy statistics line")
+        })
+        .sum()
+}
+
+fn ifindex(iface: &str) -> anyhow::Result<u32> {
+    let name = std::ffi::CString::new(iface)?;
+    // SAFETY: a NUL-terminated name.
+    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if i == 0 {
+        bail!("no interface {iface}");
+    }
+    Ok(i)
+}
+
+/// SCHED_IDLE for the calling thread: it runs only when nothing else wants the CPU.
+fn set_idle_priority() -> anyhow::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscall on the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("SCHED_IDLE");
+    }
+    Ok(())
+}
+
+/// bpf_stats of one program between two points in time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProgStats {
+    pub run_time: Duration,
+    pub runs: u64,
+}
+
+impl ProgStats {
+    pub fn of(id: u32) -> anyhow::Result<Self> {
+        let info = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|p| p.id() == id)
+            .with_context(|| format!("no program {id}"))?;
+        Ok(Self {
+            run_time: info.run_time(),
+            runs: info.run_count(),
+        })
+    }
+
+    /// Nanoseconds per run from `self` to `later`.
+    pub fn ns_per_run(&self, later: &ProgStats) -> Option<f64> {
+        let runs = later.runs.checked_sub(self.runs)?;
+        (runs > 0)
+            .then(|| later.run_time.saturating_sub(self.run_time).as_nanos() as f64 / runs as f64)
+    }
+}
+
+/// Runs time statistics for every BPF program while the returned fd lives (BPF_ENABLE_STATS;
+/// no sysctl left switched on if the bench dies).
+pub fn enable_bpf_stats() -> anyhow::Result<std::os::fd::OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")
+}
