@@ -6,6 +6,7 @@ pub mod cc;
 pub mod config;
 pub mod fuzz;
 pub mod isn;
+pub mod ring;
 pub mod rtt;
 pub mod seq;
 pub mod table;
@@ -15,5 +16,5 @@ pub mod timer;
 
 pub use config::EngineConfig;
 pub use table::{ConnKey, Engine, EngineCounters, Outgoing};
-pub use tcb::{CookieHandshake, Event, ResetReason, State, Tcb};
+pub use tcb::{CookieHandshake, Event, OutPayload, OutSegment, ResetReason, State, Tcb};
 pub use time::Instant;

@@ -2,16 +2,30 @@
 
 use std::net::IpAddr;
 
-/// One's-complement sum of `data` as big-endian 16-bit words, added to `acc`.
-pub fn add(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
+/// One's-complement sum of `data` as big-endian 16-bit words, added to `acc` (a partial sum
+/// from `add` or `pseudo_header`). `data` starts at an even offset of the checksummed bytes;
+/// an odd last byte is padded with zero (RFC 9293 §3.1).
+///
+/// Eight bytes at a time: the sum of big-endian 32-bit words folds to the same 16-bit sum
+/// (RFC 1071 §2(C)), and a 64-bit accumulator cannot overflow for any frame.
+pub fn add(acc: u32, data: &[u8]) -> u32 {
+    let mut sum = u64::from(acc);
+    let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
+        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        sum += (w >> 32) + (w & 0xffff_ffff);
     }
-    if let [last] = chunks.remainder() {
-        acc = acc.wrapping_add(u32::from(*last) << 8);
+    let mut rest = chunks.remainder().chunks_exact(2);
+    for c in &mut rest {
+        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    acc
+    if let [last] = rest.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    // Back to 32 bits, carries folded in.
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum as u32
 }
 
 /// Folds the carries and complements.
@@ -54,6 +68,8 @@ fn to_v6(a: IpAddr) -> [u8; 16] {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -66,5 +82,24 @@ mod tests {
     #[test]
     fn odd_length_pads_with_zero() {
         assert_eq!(add(0, &[0x12]), 0x1200);
+    }
+
+    /// The word-at-a-time sum against the definition, 16 bits at a time.
+    fn reference(data: &[u8]) -> u16 {
+        let mut acc: u64 = 0;
+        for c in data.chunks(2) {
+            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while acc >> 16 != 0 {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_definition(data in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            prop_assert_eq!(finish(add(0, &data)), reference(&data));
+        }
     }
 }

@@ -47,12 +47,22 @@ impl EthernetRepr {
     }
 
     pub fn emit(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.dst);
-        out.extend_from_slice(&self.src);
+        let start = out.len();
+        out.resize(start + self.header_len(), 0);
+        self.emit_into(&mut out[start..]);
+    }
+
+    /// Writes the header (`header_len()` bytes) into `out`; returns its length.
+    pub fn emit_into(&self, out: &mut [u8]) -> usize {
+        out[0..6].copy_from_slice(&self.dst);
+        out[6..12].copy_from_slice(&self.src);
+        let mut n = 12;
         for (tpid, tci) in self.vlans.iter().flatten() {
-            out.extend_from_slice(&tpid.to_be_bytes());
-            out.extend_from_slice(&tci.to_be_bytes());
+            out[n..n + 2].copy_from_slice(&tpid.to_be_bytes());
+            out[n + 2..n + 4].copy_from_slice(&tci.to_be_bytes());
+            n += 4;
         }
-        out.extend_from_slice(&self.ethertype.to_be_bytes());
+        out[n..n + 2].copy_from_slice(&self.ethertype.to_be_bytes());
+        n + 2
     }
 }

@@ -123,31 +123,40 @@ impl IpRepr {
 
     /// Emits the header for a payload of `payload_len` bytes.
     pub fn emit(&self, payload_len: usize, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.header_len(), 0);
+        self.emit_into(payload_len, &mut out[start..]);
+    }
+
+    /// Writes the header (`header_len()` bytes) into `out` for a payload of `payload_len`
+    /// bytes; returns its length.
+    pub fn emit_into(&self, payload_len: usize, out: &mut [u8]) -> usize {
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let start = out.len();
                 let ihl = 20 + self.v4_options_len;
-                out.push(0x40 | (ihl / 4) as u8);
-                out.push(0);
-                out.extend_from_slice(&((ihl + payload_len) as u16).to_be_bytes());
-                out.extend_from_slice(&self.ident.to_be_bytes());
-                out.extend_from_slice(&self.v4_frag.to_be_bytes());
-                out.push(self.ttl);
-                out.push(self.protocol);
-                out.extend_from_slice(&[0, 0]);
-                out.extend_from_slice(&s.octets());
-                out.extend_from_slice(&d.octets());
-                out.resize(start + ihl, 1); // NOP options
-                let c = checksum::finish(checksum::add(0, &out[start..start + ihl]));
-                out[start + 10..start + 12].copy_from_slice(&c.to_be_bytes());
+                out[0] = 0x40 | (ihl / 4) as u8;
+                out[1] = 0;
+                out[2..4].copy_from_slice(&((ihl + payload_len) as u16).to_be_bytes());
+                out[4..6].copy_from_slice(&self.ident.to_be_bytes());
+                out[6..8].copy_from_slice(&self.v4_frag.to_be_bytes());
+                out[8] = self.ttl;
+                out[9] = self.protocol;
+                out[10..12].copy_from_slice(&[0, 0]);
+                out[12..16].copy_from_slice(&s.octets());
+                out[16..20].copy_from_slice(&d.octets());
+                out[20..ihl].fill(1); // NOP options
+                let c = checksum::finish(checksum::add(0, &out[..ihl]));
+                out[10..12].copy_from_slice(&c.to_be_bytes());
+                ihl
             }
             (s, d) => {
-                out.extend_from_slice(&[0x60, 0, 0, 0]);
-                out.extend_from_slice(&(payload_len as u16).to_be_bytes());
-                out.push(self.protocol);
-                out.push(self.ttl);
-                out.extend_from_slice(&v6(s).octets());
-                out.extend_from_slice(&v6(d).octets());
+                out[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+                out[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
+                out[6] = self.protocol;
+                out[7] = self.ttl;
+                out[8..24].copy_from_slice(&v6(s).octets());
+                out[24..40].copy_from_slice(&v6(d).octets());
+                40
             }
         }
     }

@@ -125,48 +125,82 @@ impl TcpOptions {
 
     /// Emits the options, NOP-padded to a multiple of 4 (the layout of RFC 7323 App. A).
     pub fn emit(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        if let Some(mss) = self.mss {
-            out.extend_from_slice(&[2, 4]);
-            out.extend_from_slice(&mss.to_be_bytes());
-        }
-        match (self.sack_permitted, self.timestamps) {
-            (true, Some(_)) => out.extend_from_slice(&[4, 2]),
-            (true, None) => out.extend_from_slice(&[1, 1, 4, 2]),
-            (false, Some(_)) => out.extend_from_slice(&[1, 1]),
-            (false, None) => {}
-        }
-        if let Some((val, ecr)) = self.timestamps {
-            out.extend_from_slice(&[8, 10]);
-            out.extend_from_slice(&val.to_be_bytes());
-            out.extend_from_slice(&ecr.to_be_bytes());
-        }
-        if let Some(ws) = self.wscale {
-            out.extend_from_slice(&[1, 3, 3, ws]);
-        }
-        let blocks: Vec<_> = self.sack.iter().flatten().collect();
-        if !blocks.is_empty() {
-            out.extend_from_slice(&[1, 1, 5, (2 + 8 * blocks.len()) as u8]);
-            for (l, r) in blocks {
-                out.extend_from_slice(&l.to_be_bytes());
-                out.extend_from_slice(&r.to_be_bytes());
-            }
-        }
-        while !(out.len() - start).is_multiple_of(4) {
-            out.push(1);
-        }
+        let mut b = [0u8; 40];
+        let n = self.emit_into(&mut b);
+        out.extend_from_slice(&b[..n]);
     }
 
+    /// Writes the options into `out` (at least `emitted_len()` bytes, at most 40 needed);
+    /// returns their length.
+    pub fn emit_into(&self, out: &mut [u8]) -> usize {
+        let mut n = 0;
+        let mut put = |bytes: &[u8]| {
+            out[n..n + bytes.len()].copy_from_slice(bytes);
+            n += bytes.len();
+            n
+        };
+        if let Some(mss) = self.mss {
+            let m = mss.to_be_bytes();
+            put(&[2, 4, m[0], m[1]]);
+        }
+        put(match (self.sack_permitted, self.timestamps) {
+            (true, Some(_)) => &[4, 2],
+            (true, None) => &[1, 1, 4, 2],
+            (false, Some(_)) => &[1, 1],
+            (false, None) => &[],
+        });
+        if let Some((val, ecr)) = self.timestamps {
+            put(&[8, 10]);
+            put(&val.to_be_bytes());
+            put(&ecr.to_be_bytes());
+        }
+        if let Some(ws) = self.wscale {
+            put(&[1, 3, 3, ws]);
+        }
+        let blocks = self.sack.iter().flatten().count();
+        if blocks > 0 {
+            put(&[1, 1, 5, (2 + 8 * blocks) as u8]);
+            for (l, r) in self.sack.iter().flatten() {
+                put(&l.to_be_bytes());
+                put(&r.to_be_bytes());
+            }
+        }
+        let len = put(&[]);
+        put(&[1, 1, 1][..(4 - len % 4) % 4])
+    }
+
+    /// What `emit` writes, in bytes.
     pub fn emitted_len(&self) -> usize {
-        let mut v = Vec::new();
-        self.emit(&mut v);
-        v.len()
+        let mut n = 0;
+        if self.mss.is_some() {
+            n += 4;
+        }
+        n += match (self.sack_permitted, self.timestamps) {
+            (true, Some(_)) => 2,
+            (true, None) => 4,
+            (false, Some(_)) => 2,
+            (false, None) => 0,
+        };
+        if self.timestamps.is_some() {
+            n += 10;
+        }
+        if self.wscale.is_some() {
+            n += 4;
+        }
+        let blocks = self.sack.iter().flatten().count();
+        if blocks > 0 {
+            n += 4 + 8 * blocks;
+        }
+        n.div_ceil(4) * 4
     }
 }
 
-/// A TCP segment's header fields and payload, independent of any buffer.
+/// A TCP segment's header fields and payload, independent of any buffer. The payload is
+/// owned (`Vec<u8>`, the default), borrowed from a received frame (`&[u8]`), or anything else
+/// the sender resolves at emission (the engine's outgoing segments name a range of their
+/// send buffer).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TcpRepr {
+pub struct TcpRepr<P = Vec<u8>> {
     pub src_port: u16,
     pub dst_port: u16,
     pub seq: u32,
@@ -175,11 +209,19 @@ pub struct TcpRepr {
     pub window: u16,
     pub urgent: u16,
     pub options: TcpOptions,
-    pub payload: Vec<u8>,
+    pub payload: P,
 }
 
-impl TcpRepr {
+impl TcpRepr<Vec<u8>> {
+    /// Parses and copies the payload (tests, slow paths).
     pub fn parse<T: AsRef<[u8]>>(p: &TcpPacket<T>) -> Result<Self> {
+        Ok(TcpRepr::parse_borrowed(p)?.into_owned())
+    }
+}
+
+impl<'a> TcpRepr<&'a [u8]> {
+    /// Parses without copying: the payload borrows the packet's bytes.
+    pub fn parse_borrowed<T: AsRef<[u8]>>(p: &'a TcpPacket<T>) -> Result<Self> {
         Ok(Self {
             src_port: p.src_port(),
             dst_port: p.dst_port(),
@@ -189,33 +231,71 @@ impl TcpRepr {
             window: p.window(),
             urgent: p.urgent(),
             options: TcpOptions::parse(p.options())?,
-            payload: p.payload().to_vec(),
+            payload: p.payload(),
         })
+    }
+}
+
+impl<P> TcpRepr<P> {
+    /// The same header with another payload.
+    pub fn with_payload<Q>(self, payload: Q) -> TcpRepr<Q> {
+        TcpRepr {
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            seq: self.seq,
+            ack: self.ack,
+            flags: self.flags,
+            window: self.window,
+            urgent: self.urgent,
+            options: self.options,
+            payload,
+        }
     }
 
     pub fn header_len(&self) -> usize {
         20 + self.options.emitted_len()
     }
 
+    /// Writes the header and then `payload` (in pieces, e.g. the two halves of a ring buffer)
+    /// into `out`, with the checksum for `src` → `dst`; returns the segment's length. `out`
+    /// must hold `header_len()` plus the payload. This payload is what is sent, whatever
+    /// `self.payload` is.
+    pub fn emit_into(&self, src: IpAddr, dst: IpAddr, payload: &[&[u8]], out: &mut [u8]) -> usize {
+        let hlen = self.header_len();
+        out[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        out[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        out[4..8].copy_from_slice(&self.seq.to_be_bytes());
+        out[8..12].copy_from_slice(&self.ack.to_be_bytes());
+        out[12] = ((hlen / 4) as u8) << 4;
+        out[13] = self.flags;
+        out[14..16].copy_from_slice(&self.window.to_be_bytes());
+        out[16..18].copy_from_slice(&[0, 0]);
+        out[18..20].copy_from_slice(&self.urgent.to_be_bytes());
+        self.options.emit_into(&mut out[20..hlen]);
+        let mut len = hlen;
+        for piece in payload {
+            out[len..len + piece.len()].copy_from_slice(piece);
+            len += piece.len();
+        }
+        let acc = checksum::pseudo_header(src, dst, 6, len as u32);
+        let c = checksum::finish(checksum::add(acc, &out[..len]));
+        out[16..18].copy_from_slice(&c.to_be_bytes());
+        len
+    }
+}
+
+impl<P: AsRef<[u8]>> TcpRepr<P> {
+    pub fn into_owned(self) -> TcpRepr<Vec<u8>> {
+        let payload = self.payload.as_ref().to_vec();
+        self.with_payload(payload)
+    }
+
     /// Emits header and payload with the checksum for `src` → `dst`.
     pub fn emit(&self, src: IpAddr, dst: IpAddr, out: &mut Vec<u8>) {
         let start = out.len();
-        out.extend_from_slice(&self.src_port.to_be_bytes());
-        out.extend_from_slice(&self.dst_port.to_be_bytes());
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.ack.to_be_bytes());
-        out.extend_from_slice(&[0, self.flags]);
-        out.extend_from_slice(&self.window.to_be_bytes());
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&self.urgent.to_be_bytes());
-        self.options.emit(out);
-        let hlen = out.len() - start;
-        out[start + 12] = ((hlen / 4) as u8) << 4;
-        out.extend_from_slice(&self.payload);
-        let len = (out.len() - start) as u32;
-        let acc = checksum::pseudo_header(src, dst, 6, len);
-        let c = checksum::finish(checksum::add(acc, &out[start..]));
-        out[start + 16..start + 18].copy_from_slice(&c.to_be_bytes());
+        let payload = self.payload.as_ref();
+        out.resize(start + self.header_len() + payload.len(), 0);
+        self.emit_into(src, dst, &[payload], &mut out[start..]);
     }
 }
 
@@ -244,6 +324,37 @@ mod tests {
         assert_eq!(TcpOptions::parse(&[8, 1]), Err(WireError::Malformed));
         assert_eq!(TcpOptions::parse(&[30, 10, 0]), Err(WireError::Malformed));
         assert_eq!(TcpOptions::parse(&[2]), Err(WireError::Malformed));
+    }
+
+    #[test]
+    fn emitted_len_is_what_emit_writes() {
+        for o in [
+            TcpOptions::default(),
+            TcpOptions {
+                mss: Some(1460),
+                ..Default::default()
+            },
+            TcpOptions {
+                sack_permitted: true,
+                ..Default::default()
+            },
+            TcpOptions {
+                timestamps: Some((1, 2)),
+                sack: [Some((1, 2)), Some((3, 4)), Some((5, 6)), None],
+                ..Default::default()
+            },
+            TcpOptions {
+                mss: Some(1),
+                wscale: Some(7),
+                sack_permitted: true,
+                timestamps: Some((1, 2)),
+                ..Default::default()
+            },
+        ] {
+            let mut b = Vec::new();
+            o.emit(&mut b);
+            assert_eq!(b.len(), o.emitted_len(), "{o:?}");
+        }
     }
 
     #[test]

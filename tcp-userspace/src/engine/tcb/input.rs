@@ -8,7 +8,7 @@ use crate::{
 
 impl Tcb {
     /// Processes one segment of this connection.
-    pub fn on_segment(&mut self, seg: &TcpRepr, now: Instant) {
+    pub fn on_segment<P: AsRef<[u8]> + Clone>(&mut self, seg: &TcpRepr<P>, now: Instant) {
         self.stats.segments_in += 1;
         match self.state {
             State::Closed | State::Listen => return,
@@ -43,7 +43,8 @@ impl Tcb {
             self.send_syn(now);
             return;
         }
-        let seg_len = seg.payload.len() + usize::from(has(SYN)) + usize::from(has(FIN));
+        let payload = seg.payload.as_ref();
+        let seg_len = payload.len() + usize::from(has(SYN)) + usize::from(has(FIN));
 
         // First: sequence number, with PAWS before it (RFC 7323 §5.3).
         if self.ts_ok
@@ -121,18 +122,18 @@ impl Tcb {
         }
 
         // Seventh: segment text.
-        if !seg.payload.is_empty()
+        if !payload.is_empty()
             && matches!(
                 self.state,
                 State::Established | State::FinWait1 | State::FinWait2
             )
         {
-            self.receive_data(seq, &seg.payload, now);
+            self.receive_data(seq, payload, now);
         }
 
         // Eighth: FIN.
         if has(FIN) {
-            let fin = seq + seg.payload.len();
+            let fin = seq + payload.len();
             if fin == self.rcv_nxt {
                 self.process_fin(now);
             } else if fin > self.rcv_nxt {
@@ -188,7 +189,7 @@ impl Tcb {
         }
     }
 
-    fn process_ack(&mut self, seg: &TcpRepr, ack: SeqNum, now: Instant) {
+    fn process_ack<P: AsRef<[u8]>>(&mut self, seg: &TcpRepr<P>, ack: SeqNum, now: Instant) {
         let seq = SeqNum(seg.seq);
         if self.sack_ok {
             self.record_sack(seg, ack);
@@ -199,7 +200,9 @@ impl Tcb {
             let acked = ack - self.snd_una;
             self.rtt_sample(seg, ack, now);
             let data = (ack - self.snd_buf_seq).min(self.snd_buf.len());
-            self.snd_buf.drain(..data);
+            // Segments still waiting in the outbox may name the bytes that go now.
+            self.own_outbox_payloads();
+            self.snd_buf.consume(data);
             self.snd_buf_seq = self.snd_buf_seq + data;
             self.snd_una = ack;
             if self.snd_nxt < self.snd_una {
@@ -228,7 +231,7 @@ impl Tcb {
                 self.events.push(Event::Writable);
             }
         } else if ack == self.snd_una
-            && seg.payload.is_empty()
+            && seg.payload.as_ref().is_empty()
             && seg.flags & (SYN | FIN) == 0
             && in_flight > 0
             && (usize::from(seg.window) << self.snd_wscale) == self.snd_wnd
@@ -267,7 +270,7 @@ impl Tcb {
 
     /// Merges the segment's SACK blocks into the scoreboard (RFC 2018 §3; blocks outside
     /// (SND.UNA, SND.MAX] are ignored as invalid) and forgets what the ACK now covers.
-    fn record_sack(&mut self, seg: &TcpRepr, ack: SeqNum) {
+    fn record_sack<P>(&mut self, seg: &TcpRepr<P>, ack: SeqNum) {
         let una = ack.max(self.snd_una);
         for (l, r) in seg.options.sack.iter().flatten() {
             let (l, r) = (SeqNum(*l), SeqNum(*r));
@@ -289,7 +292,7 @@ impl Tcb {
 
     /// RTT measurement: from the echoed timestamp (RFC 7323 §4), else from one timed segment,
     /// never from a retransmitted one (Karn's rule).
-    fn rtt_sample(&mut self, seg: &TcpRepr, ack: SeqNum, now: Instant) {
+    fn rtt_sample<P>(&mut self, seg: &TcpRepr<P>, ack: SeqNum, now: Instant) {
         if self.ts_ok {
             if let Some((_, tsecr)) = seg.options.timestamps
                 && tsecr != 0
@@ -379,7 +382,7 @@ impl Tcb {
     }
 
     /// RFC 9293 §3.10.7.3.
-    fn on_segment_syn_sent(&mut self, seg: &TcpRepr, now: Instant) {
+    fn on_segment_syn_sent<P>(&mut self, seg: &TcpRepr<P>, now: Instant) {
         let has = |f: u8| seg.flags & f != 0;
         let ack = SeqNum(seg.ack);
         if has(ACK) && (ack <= self.iss || ack > self.snd_max) {

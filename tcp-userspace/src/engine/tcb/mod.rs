@@ -5,17 +5,56 @@ mod input;
 mod output;
 mod timers;
 
-use std::{collections::VecDeque, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use super::{
     assembler::Assembler,
     cc::{CongestionControl, NewReno},
     config::EngineConfig,
+    ring::ByteRing,
     rtt::RttEstimator,
     seq::SeqNum,
     time::Instant,
 };
 use crate::wire::tcp::TcpRepr;
+
+/// The payload of a segment the engine sends: a range of the connection's send buffer,
+/// copied only into the frame that carries it (by `drain_outgoing`), or bytes of its own
+/// when the buffer could change before that (an ACK or a reset while segments wait).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutPayload {
+    /// `len` bytes of the send buffer from sequence number `seq` on.
+    Send {
+        seq: SeqNum,
+        len: usize,
+    },
+    Bytes(Vec<u8>),
+}
+
+impl Default for OutPayload {
+    fn default() -> Self {
+        OutPayload::Send {
+            seq: SeqNum(0),
+            len: 0,
+        }
+    }
+}
+
+impl OutPayload {
+    pub fn len(&self) -> usize {
+        match self {
+            OutPayload::Send { len, .. } => *len,
+            OutPayload::Bytes(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A segment the engine sends.
+pub type OutSegment = TcpRepr<OutPayload>;
 
 /// RFC 9293 §3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,7 +194,7 @@ pub struct Tcb {
     /// The MSS we may send.
     pub(crate) snd_mss: usize,
     /// Bytes from `snd_buf_seq` on: unacknowledged, then unsent.
-    pub(crate) snd_buf: VecDeque<u8>,
+    pub(crate) snd_buf: ByteRing,
     pub(crate) snd_buf_seq: SeqNum,
     /// The application closed its sending side.
     pub(crate) close_requested: bool,
@@ -168,7 +207,7 @@ pub struct Tcb {
     /// Right edge of the window we advertised (never moved left, RFC 9293 §3.8.6.2.2).
     pub(crate) rcv_adv: SeqNum,
     pub(crate) rcv_wscale: u8,
-    pub(crate) rcv_buf: VecDeque<u8>,
+    pub(crate) rcv_buf: ByteRing,
     pub(crate) assembler: Assembler,
     /// Sequence number of the peer's FIN if it arrived out of order.
     pub(crate) peer_fin: Option<SeqNum>,
@@ -211,7 +250,7 @@ pub struct Tcb {
     /// Full-sized segments received since the last ACK (RFC 9293 §3.8.6.3: ACK every second).
     pub(crate) unacked_segments: u32,
 
-    pub(crate) outbox: Vec<TcpRepr>,
+    pub(crate) outbox: Vec<OutSegment>,
     pub(crate) events: Vec<Event>,
     pub stats: TcbStats,
 }
@@ -242,7 +281,7 @@ impl Tcb {
             max_snd_wnd: 0,
             snd_wscale: 0,
             snd_mss: 536,
-            snd_buf: VecDeque::new(),
+            snd_buf: ByteRing::new(cfg.send_buffer),
             snd_buf_seq: iss + 1u32,
             close_requested: false,
             fin_seq: None,
@@ -250,7 +289,7 @@ impl Tcb {
             rcv_nxt: SeqNum(0),
             rcv_adv: SeqNum(0),
             rcv_wscale: 0,
-            rcv_buf: VecDeque::new(),
+            rcv_buf: ByteRing::new(cfg.recv_buffer),
             assembler: Assembler::default(),
             peer_fin: None,
             peer_closed: false,
@@ -302,12 +341,12 @@ impl Tcb {
 
     /// Passive open from a SYN that reached a listener (cookies off): SYN-RECEIVED, and the
     /// SYN-ACK is queued.
-    pub fn accept(
+    pub fn accept<P: AsRef<[u8]>>(
         cfg: &EngineConfig,
         local: SocketAddr,
         remote: SocketAddr,
         iss: u32,
-        syn: &TcpRepr,
+        syn: &TcpRepr<P>,
         now: Instant,
     ) -> Self {
         let mut t = Self::new(cfg, local, remote, iss, now);
@@ -324,12 +363,12 @@ impl Tcb {
     /// A connection whose handshake XDP completed with a SYN cookie: ESTABLISHED at once.
     /// `ack` is the segment that completed it (the cookie ACK, possibly carrying data), which
     /// the caller then feeds to `on_segment`.
-    pub fn from_cookie(
+    pub fn from_cookie<P>(
         cfg: &EngineConfig,
         local: SocketAddr,
         remote: SocketAddr,
         h: &CookieHandshake,
-        ack: &TcpRepr,
+        ack: &TcpRepr<P>,
         now: Instant,
     ) -> Self {
         let mut t = Self::new(cfg, local, remote, h.server_isn, now);
@@ -361,7 +400,7 @@ impl Tcb {
     }
 
     /// Options of the peer's SYN (RFC 9293 §3.7.1, RFC 7323 §2-3, RFC 2018 §2).
-    fn negotiate(&mut self, syn: &TcpRepr) {
+    fn negotiate<P>(&mut self, syn: &TcpRepr<P>) {
         let o = &syn.options;
         self.snd_mss = usize::from(o.mss.unwrap_or(536))
             .min(usize::from(self.cfg.mss))
@@ -396,7 +435,9 @@ impl Tcb {
         self.state = state;
         match state {
             State::TimeWait => {
-                // RFC 9293 §3.10.7.4: 2·MSL, no other timers.
+                // RFC 9293 §3.10.7.4: 2·MSL, no other timers. Nothing is left to send or
+                // read: the buffers go, so that TIME-WAIT costs only the TCB.
+                self.release_buffers();
                 self.rtx_at = None;
                 self.persist_at = None;
                 self.keepalive_at = None;
@@ -421,40 +462,86 @@ impl Tcb {
 
     // --- The application's side ---------------------------------------------------------
 
-    /// Queues bytes for sending; returns how many fit in the send buffer.
-    pub fn send(&mut self, data: &[u8], now: Instant) -> usize {
-        if self.close_requested
-            || !matches!(
+    fn can_send(&self) -> bool {
+        !self.close_requested
+            && matches!(
                 self.state,
                 State::SynSent | State::SynReceived | State::Established | State::CloseWait
             )
-        {
+    }
+
+    /// Queues bytes for sending; returns how many fit in the send buffer.
+    pub fn send(&mut self, data: &[u8], now: Instant) -> usize {
+        if !self.can_send() {
             return 0;
         }
-        let room = self.cfg.send_buffer.saturating_sub(self.snd_buf.len());
-        let n = room.min(data.len());
-        self.snd_buf.extend(&data[..n]);
+        let n = self.snd_buf.extend(data);
         if self.state.synchronized() {
             self.output(now);
         }
         n
     }
 
+    /// Free space of the send buffer for up to `want` bytes, to write into directly (the
+    /// relay reads the upstream socket into it); `send_commit` then queues what was written.
+    /// Empty when nothing may be sent.
+    pub fn send_spare(&mut self, want: usize) -> (&mut [u8], &mut [u8]) {
+        let want = if self.can_send() { want } else { 0 };
+        self.snd_buf.spare_mut(want)
+    }
+
+    /// Queues the `n` bytes written into what `send_spare` gave.
+    pub fn send_commit(&mut self, n: usize, now: Instant) {
+        if n == 0 {
+            return;
+        }
+        self.snd_buf.commit(n);
+        if self.state.synchronized() {
+            self.output(now);
+        }
+    }
+
     /// Free space in the send buffer.
     pub fn send_capacity(&self) -> usize {
-        self.cfg.send_buffer.saturating_sub(self.snd_buf.len())
+        if self.can_send() {
+            self.snd_buf.free()
+        } else {
+            0
+        }
+    }
+
+    /// Bytes the peer has not acknowledged yet, or we have not sent yet.
+    pub fn send_queued(&self) -> usize {
+        self.snd_buf.len()
     }
 
     /// Reads in-order received bytes. Reading opens the window, so an update may be sent.
     pub fn recv(&mut self, buf: &mut [u8], now: Instant) -> usize {
-        let n = buf.len().min(self.rcv_buf.len());
-        for (dst, src) in buf.iter_mut().zip(self.rcv_buf.drain(..n)) {
-            *dst = src;
-        }
-        if n > 0 {
-            self.maybe_window_update(now);
-        }
+        let (a, b) = self.rcv_buf.as_slices();
+        let n = buf.len().min(a.len() + b.len());
+        let first = n.min(a.len());
+        buf[..first].copy_from_slice(&a[..first]);
+        buf[first..n].copy_from_slice(&b[..n - first]);
+        self.recv_consume(n, now);
         n
+    }
+
+    /// The in-order received bytes, in place (the relay writes them to the upstream socket
+    /// from here); `recv_consume` then drops what was taken.
+    pub fn recv_slices(&self) -> (&[u8], &[u8]) {
+        self.rcv_buf.as_slices()
+    }
+
+    /// Drops `n` read bytes; the window opens, so an update may be sent.
+    pub fn recv_consume(&mut self, n: usize, now: Instant) {
+        if n == 0 {
+            return;
+        }
+        self.rcv_buf.consume(n);
+        if self.rcv_buf.is_empty() {
+            self.rcv_buf.release();
+        }
+        self.maybe_window_update(now);
     }
 
     pub fn recv_available(&self) -> usize {
@@ -464,6 +551,17 @@ impl Tcb {
     /// The peer sent FIN and everything before it has been read.
     pub fn recv_finished(&self) -> bool {
         self.peer_closed && self.rcv_buf.is_empty()
+    }
+
+    /// Bytes held for this connection now (both buffers' allocations and the out-of-order
+    /// data).
+    pub fn buffer_memory(&self) -> usize {
+        self.snd_buf.allocated() + self.rcv_buf.allocated() + self.assembler.len()
+    }
+
+    pub(crate) fn release_buffers(&mut self) {
+        self.snd_buf.release();
+        self.rcv_buf.release();
     }
 
     /// Graceful close of our sending side (RFC 9293 §3.10.4): FIN after the queued data.
@@ -498,7 +596,7 @@ impl Tcb {
     }
 
     /// A bare RST from this connection's ports with sequence number `seq`.
-    pub(crate) fn rst_segment(&self, seq: u32) -> TcpRepr {
+    pub(crate) fn rst_segment(&self, seq: u32) -> OutSegment {
         TcpRepr {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
@@ -509,8 +607,10 @@ impl Tcb {
     }
 
     pub(crate) fn reset(&mut self, why: ResetReason, now: Instant) {
+        self.own_outbox_payloads();
         self.snd_buf.clear();
         self.rcv_buf.clear();
+        self.release_buffers();
         self.assembler = Assembler::default();
         self.events.push(Event::Reset(why));
         self.set_state(State::Closed, now);
@@ -518,9 +618,64 @@ impl Tcb {
 
     // --- The I/O layer's side -----------------------------------------------------------
 
-    /// Segments to transmit, in order.
+    /// Segments to transmit, in order, each with its payload copied out (tests, slow paths).
     pub fn take_outgoing(&mut self) -> Vec<TcpRepr> {
-        std::mem::take(&mut self.outbox)
+        let mut out = Vec::with_capacity(self.outbox.len());
+        self.drain_outgoing(|seg, payload| {
+            out.push(seg.clone().with_payload(payload.concat()));
+        });
+        out
+    }
+
+    /// Hands each segment to transmit to `f`, in order, with its payload as up to two slices
+    /// (of the send buffer, or of the segment's own bytes). Nothing is allocated: `f` copies
+    /// the bytes into the frame that carries them.
+    pub fn drain_outgoing(&mut self, mut f: impl FnMut(&OutSegment, [&[u8]; 2])) {
+        let outbox = std::mem::take(&mut self.outbox);
+        for seg in &outbox {
+            f(seg, self.payload_of(&seg.payload));
+        }
+        // Keep the allocation for the next segments.
+        self.outbox = outbox;
+        self.outbox.clear();
+    }
+
+    /// The bytes of a payload: a range of the send buffer (what is still in it), or the
+    /// payload's own.
+    pub fn payload_of<'a>(&'a self, p: &'a OutPayload) -> [&'a [u8]; 2] {
+        match p {
+            OutPayload::Bytes(b) => [b, &[]],
+            OutPayload::Send { seq, len } => {
+                // What was acknowledged meanwhile is gone; the rest is sent as it is.
+                if *seq < self.snd_buf_seq {
+                    return [&[], &[]];
+                }
+                let off = *seq - self.snd_buf_seq;
+                let len = (*len).min(self.snd_buf.len().saturating_sub(off));
+                let (a, b) = self.snd_buf.slices(off.min(self.snd_buf.len()), len);
+                [a, b]
+            }
+        }
+    }
+
+    /// Gives every queued segment its own copy of its payload: the send buffer is about to
+    /// lose bytes (acknowledged, or reset) that waiting segments still name.
+    pub(crate) fn own_outbox_payloads(&mut self) {
+        if !self
+            .outbox
+            .iter()
+            .any(|s| matches!(s.payload, OutPayload::Send { len, .. } if len > 0))
+        {
+            return;
+        }
+        let mut outbox = std::mem::take(&mut self.outbox);
+        for seg in &mut outbox {
+            if matches!(seg.payload, OutPayload::Send { len, .. } if len > 0) {
+                let bytes = self.payload_of(&seg.payload).concat();
+                seg.payload = OutPayload::Bytes(bytes);
+            }
+        }
+        self.outbox = outbox;
     }
 
     pub fn take_events(&mut self) -> Vec<Event> {

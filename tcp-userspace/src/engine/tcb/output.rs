@@ -1,6 +1,6 @@
 //! Building and sending segments: SYN / SYN-ACK, data with the sliding window, FIN, ACKs.
 
-use super::{State, Tcb};
+use super::{OutPayload, OutSegment, State, Tcb};
 use crate::{
     engine::{seq::SeqNum, time::Instant},
     wire::tcp::{ACK, FIN, PSH, SYN, TcpOptions, TcpRepr},
@@ -37,7 +37,7 @@ impl Tcb {
     }
 
     /// Fills in ACK, window and options common to every segment we send after the SYN.
-    fn finish(&mut self, mut seg: TcpRepr, now: Instant) -> TcpRepr {
+    fn finish<P>(&mut self, mut seg: TcpRepr<P>, now: Instant) -> TcpRepr<P> {
         seg.src_port = self.local.port();
         seg.dst_port = self.remote.port();
         if seg.flags & ACK != 0 {
@@ -69,7 +69,7 @@ impl Tcb {
         seg
     }
 
-    pub(crate) fn push_segment(&mut self, seg: TcpRepr) {
+    pub(crate) fn push_segment(&mut self, seg: OutSegment) {
         self.stats.segments_out += 1;
         self.outbox.push(seg);
     }
@@ -206,7 +206,11 @@ impl Tcb {
 
     /// One segment: `n` bytes from buffer offset `sent` (at `snd_nxt`), plus FIN if `fin`.
     fn send_data(&mut self, sent: usize, n: usize, fin: bool, now: Instant) {
-        let payload: Vec<u8> = self.snd_buf.range(sent..sent + n).copied().collect();
+        // The bytes stay in the send buffer until the segment is put in a frame.
+        let payload = OutPayload::Send {
+            seq: self.snd_buf_seq + sent,
+            len: n,
+        };
         let mut flags = ACK;
         if n > 0 && sent + n == self.snd_buf.len() {
             flags |= PSH;
@@ -308,11 +312,13 @@ impl Tcb {
     pub(crate) fn send_probe(&mut self, now: Instant, zero_window: bool) {
         let sent = (self.snd_nxt - self.snd_buf_seq).min(self.snd_buf.len());
         let seg = if zero_window && sent < self.snd_buf.len() {
-            let byte = self.snd_buf[sent];
             TcpRepr {
                 seq: self.snd_nxt.0,
                 flags: ACK,
-                payload: vec![byte],
+                payload: OutPayload::Send {
+                    seq: self.snd_buf_seq + sent,
+                    len: 1,
+                },
                 ..TcpRepr::default()
             }
         } else {
