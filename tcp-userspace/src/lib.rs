@@ -11,7 +11,6 @@ pub mod engine;
 pub mod instance;
 pub mod logging;
 pub mod netns;
-pub mod relay;
 pub mod settings;
 pub mod wire;
 pub mod xsk;

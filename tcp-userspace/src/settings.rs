@@ -9,8 +9,8 @@ use serde::Deserialize;
 use crate::{
     bpf::config::FastPathSettings,
     cli::{AttachMode, DrainSyns, InvalidCookie, OnOff, RunArgs, XskModeArg},
+    datapath::Upstream,
     engine::EngineConfig,
-    relay::Upstream,
 };
 
 /// The TOML file given by `--config`; every key is optional and named like its flag.

@@ -2,7 +2,7 @@
 //!
 //! Ring handling comes from `xdpilone` (maintained, small, no C dependency, no libbpf/libxdp:
 //! the XDP program and its XSKMAP are aya's). This module owns the memory, keeps the fill
-//! ring stocked, and copies frames in and out.
+//! ring stocked, lends received frames in place and writes frames to send in place.
 
 use std::{
     num::NonZeroU32,
@@ -11,9 +11,8 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use xdpilone::{
-    DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User, xdp::XdpDesc,
-};
+pub use xdpilone::xdp::XdpDesc;
+use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
 
 /// How the socket binds to the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +82,8 @@ pub struct XskSocket {
     area: Area,
     /// Frames free for transmitting (UMEM offsets).
     tx_free: Vec<u64>,
+    /// Frames queued on the TX ring since the last `kick`.
+    unkicked: usize,
     queue: u32,
     mode: XskMode,
 }
@@ -161,6 +162,7 @@ impl XskSocket {
             _umem: umem,
             area,
             tx_free,
+            unkicked: 0,
             queue,
             mode,
         })
@@ -174,73 +176,115 @@ impl XskSocket {
         self.mode
     }
 
-    fn frame(&self, desc: &XdpDesc) -> &[u8] {
-        let start = desc.addr as usize;
-        let end = (start + desc.len as usize).min(self.area.len);
-        // SAFETY: the kernel hands out descriptors inside our area; bounds clamped anyway.
-        unsafe { std::slice::from_raw_parts(self.area.ptr.as_ptr().add(start), end - start) }
+    /// The UMEM, for reading received frames in place while the socket sends.
+    pub fn umem(&self) -> UmemView {
+        UmemView {
+            ptr: self.area.ptr,
+            len: self.area.len,
+        }
     }
 
-    /// Hands up to `max` received frames to `f`, then returns their buffers to the fill ring.
+    /// Takes up to `max` received frames off the RX ring into `out` (cleared first). The
+    /// frames stay ours until `refill` gives them back to the kernel.
+    pub fn receive(&mut self, max: u32, out: &mut Vec<XdpDesc>) -> usize {
+        out.clear();
+        let mut rx = self.rx.receive(max);
+        while let Some(desc) = rx.read() {
+            out.push(desc);
+        }
+        rx.release();
+        out.len()
+    }
+
+    /// Hands up to `max` received frames to `f`, then gives them back (a simple receiver for
+    /// tests; the datapath uses `receive` and `refill` around its own loop).
     pub fn recv(&mut self, max: u32, mut f: impl FnMut(&[u8])) -> usize {
-        let mut done = Vec::new();
-        {
-            let mut rx = self.rx.receive(max);
-            while let Some(desc) = rx.read() {
-                done.push(desc);
-            }
-            rx.release();
+        let mut descs = Vec::new();
+        let n = self.receive(max, &mut descs);
+        let umem = self.umem();
+        for d in &descs {
+            // SAFETY: received from this socket, given back below.
+            f(unsafe { umem.frame(d) });
         }
-        for desc in &done {
-            f(self.frame(desc));
-        }
-        if !done.is_empty() {
+        self.refill(&descs);
+        n
+    }
+
+    /// Gives received frames back to the fill ring, and wakes the driver if it asks.
+    pub fn refill(&mut self, descs: &[XdpDesc]) {
+        if !descs.is_empty() {
             // Aligned mode: the frame's base is the address rounded down to FRAME_SIZE.
-            let mut fill = self.device.fill(done.len() as u32);
-            fill.insert(done.iter().map(|d| d.addr & !u64::from(FRAME_SIZE - 1)));
+            let mut fill = self.device.fill(descs.len() as u32);
+            fill.insert(descs.iter().map(|d| d.addr & !u64::from(FRAME_SIZE - 1)));
             fill.commit();
         }
         if self.device.needs_wakeup() {
             self.device.wake();
         }
-        done.len()
     }
 
-    /// Queues one frame for transmission; false if no TX buffer is free right now.
-    pub fn send(&mut self, frame: &[u8]) -> anyhow::Result<bool> {
-        self.reap_completions();
-        if frame.len() > FRAME_SIZE as usize {
-            bail!("frame of {} bytes exceeds the UMEM frame size", frame.len());
+    /// Writes one frame straight into a free UMEM frame (`write` returns its length) and
+    /// queues it on the TX ring; false if no frame or ring slot is free right now (the frame
+    /// is dropped, as a full NIC queue would). `kick` sends what is queued.
+    pub fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        if self.tx_free.is_empty() {
+            self.reap_completions();
         }
         let Some(addr) = self.tx_free.pop() else {
-            return Ok(false);
+            return false;
         };
-        // SAFETY: addr is one of our TX frames, FRAME_SIZE bytes inside the area.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                frame.as_ptr(),
+        // SAFETY: addr is one of our TX frames, FRAME_SIZE bytes inside the area, owned by
+        // us until the completion ring hands it back.
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(
                 self.area.ptr.as_ptr().add(addr as usize),
-                frame.len(),
-            );
-        }
+                FRAME_SIZE as usize,
+            )
+        };
+        let len = write(buf).min(FRAME_SIZE as usize);
         let desc = XdpDesc {
             addr,
-            len: frame.len() as u32,
+            len: len as u32,
             options: 0,
         };
-        {
-            let mut tx = self.tx.transmit(1);
-            if tx.insert_once(desc) {
-                tx.commit();
-            } else {
-                self.tx_free.push(addr);
-                return Ok(false);
+        let mut tx = self.tx.transmit(1);
+        if tx.insert_once(desc) {
+            tx.commit();
+            self.unkicked += 1;
+            true
+        } else {
+            drop(tx);
+            self.tx_free.push(addr);
+            false
+        }
+    }
+
+    /// Tells the kernel about queued frames, and collects the frames it finished sending.
+    /// Returns true if frames are still waiting (the device was full): kick again soon.
+    ///
+    /// In copy mode the kernel sends during the system call, at most 32 frames per call
+    /// (`TX_BATCH_SIZE` in net/xdp/xsk.c), so a burst takes a few calls; a zero-copy driver
+    /// that needs no wake-up fetches them itself.
+    pub fn kick(&mut self) -> bool {
+        if self.unkicked > 0 {
+            self.unkicked = 0;
+            while self.tx.needs_wakeup() {
+                let before = self.tx.pending();
+                if before == 0 {
+                    break;
+                }
+                self.tx.wake();
+                if self.tx.pending() >= before {
+                    break; // no progress: the device queue is full
+                }
             }
         }
-        if self.tx.needs_wakeup() {
-            self.tx.wake();
+        self.reap_completions();
+        let waiting = self.tx.pending() > 0 && self.tx.needs_wakeup();
+        if waiting {
+            self.unkicked = 1;
         }
-        Ok(true)
+        waiting
     }
 
     fn reap_completions(&mut self) {
@@ -253,6 +297,30 @@ impl XskSocket {
             self.tx_free.push(addr & !u64::from(FRAME_SIZE - 1));
         }
         c.release();
+    }
+}
+
+/// The UMEM's memory, to read received frames without borrowing the socket.
+#[derive(Clone, Copy)]
+pub struct UmemView {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a view of memory the socket owns; it moves with the socket to the queue's thread.
+unsafe impl Send for UmemView {}
+
+impl UmemView {
+    /// The bytes of a received frame.
+    ///
+    /// # Safety
+    /// `desc` came from `XskSocket::receive` of the socket this view belongs to, the frame
+    /// was not yet given back with `refill`, and the socket outlives the returned slice.
+    pub unsafe fn frame<'a>(&self, desc: &XdpDesc) -> &'a [u8] {
+        let start = (desc.addr as usize).min(self.len);
+        let end = (start + desc.len as usize).min(self.len);
+        // SAFETY: inside our area; the caller guarantees the frame is ours while borrowed.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(start), end - start) }
     }
 }
 

@@ -184,7 +184,7 @@ fn forged_acks_are_dropped_and_unprotected_ports_reach_the_kernel() -> anyhow::R
         } else {
             (tcpfront_tests::lab::CLIENT_V4.into(), lab.front_addr(false))
         };
-        let forged = TcpFrame {
+        let forged = TcpFrame::<Vec<u8>> {
             eth: EthernetRepr {
                 dst: front_mac,
                 src: client_mac,
@@ -268,7 +268,7 @@ fn optionless_syns_over_veth_are_all_answered() -> anyhow::Result<()> {
     let front_mac = mac_of(&lab.names.front_ns, &lab.names.front_if)?;
     let mut frames = Vec::new();
     for i in 0..200u16 {
-        let f = TcpFrame {
+        let f: TcpFrame = TcpFrame {
             eth: EthernetRepr {
                 dst: front_mac,
                 src: client_mac,

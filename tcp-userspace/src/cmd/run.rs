@@ -11,7 +11,7 @@ use aya::{maps::MapData, programs::Xdp};
 use tcp_common::{XDP_PROGRAM, map_names};
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
-    sync::{mpsc, oneshot, watch},
+    sync::{mpsc, watch},
 };
 
 use crate::{
@@ -21,10 +21,9 @@ use crate::{
         proto::{CookieSecret, StatusInfo},
         server::{self as control_server, ControlState},
     },
-    datapath::{Datapath, DatapathQuery, Phase, QueueConfig},
+    datapath::{self, Phase, QueueConfig, QueueControl, QueueHandle, Upstream},
     instance::{self, InstanceLock, Paths},
     logging,
-    relay::{self, Upstream},
     settings::RunSettings,
     xsk::XskMode,
 };
@@ -50,7 +49,10 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let paths = Paths::new(&iface)?;
     super::interface_index(&iface)?;
     if let Some(Upstream::Tcp(addr)) = &settings.upstream {
-        relay::check_resolves(addr).await?;
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || datapath::resolve(&addr))
+            .await
+            .context("resolving the upstream")??;
     }
     bpffs::ensure_mounted()?;
     let _lock = InstanceLock::acquire(&paths)?;
@@ -76,14 +78,13 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     // AF_XDP sockets are registered before the program goes live, so no flow finds its queue
     // without a socket.
     let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
-    let mut datapaths = Vec::new();
-    let mut queries = Vec::new();
+    let (exits_tx, mut exits) = mpsc::unbounded_channel();
+    let mut datapaths: Vec<QueueHandle> = Vec::new();
     let mut xsk_modes = Vec::new();
     if let Some(upstream) = &settings.upstream {
         let queues = settings.queues.unwrap_or_else(|| rx_queues(&iface));
         for queue in 0..queues {
-            let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
-            let dp = Datapath::open(
+            let dp = datapath::spawn(
                 QueueConfig {
                     iface: iface.clone(),
                     queue,
@@ -99,19 +100,20 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
                     filter_pin: paths.pin(map_names::FLOW_FILTER),
                     filter_seed: settings.fast_path.filter_seed,
                     xsks_pin: paths.pin(map_names::XSKS),
+                    cpu: datapath::cpu_for(queue),
                 },
-                cmd_tx,
+                exits_tx.clone(),
             )?;
-            let (query_tx, query_rx) = mpsc::channel(4);
-            xsk_modes.push(dp.xsk_mode().name().to_string());
-            datapaths.push(tokio::spawn(dp.run(cmd_rx, query_rx, phase_rx.clone())));
-            queries.push(query_tx);
+            xsk_modes.push(dp.mode.name().to_string());
+            datapaths.push(dp);
         }
         tracing::info!(
             "serving {queues} queue(s) over AF_XDP ({}), relaying to {upstream:?}",
             xsk_modes.join(",")
         );
     }
+    drop(exits_tx);
+    let queries: Vec<QueueControl> = datapaths.iter().map(|d| d.control.clone()).collect();
 
     let prog: &mut Xdp = ebpf
         .program_mut(XDP_PROGRAM)
@@ -152,7 +154,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
 
     let result = tokio::select! {
         () = signals.next() => Ok(()),
-        r = first_failure(&mut datapaths) => r,
+        r = first_failure(&mut exits, datapaths.is_empty()) => r,
     };
 
     // Graceful shutdown: no new connections, FIN to the open ones, wait, reset the rest.
@@ -160,13 +162,22 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         tracing::error!("cannot stop answering SYNs: {e:#}");
     }
     let _ = phase_tx.send(Phase::Draining);
+    for q in &queries {
+        let _ = q.set_phase(Phase::Draining);
+    }
     drain(&queries, settings.drain_timeout, &mut signals).await;
     let _ = phase_tx.send(Phase::Stopping);
+    for q in &queries {
+        let _ = q.set_phase(Phase::Stopping);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     for d in datapaths {
-        if tokio::time::timeout(Duration::from_secs(5), d)
-            .await
-            .is_err()
-        {
+        while !d.is_finished() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if d.is_finished() {
+            d.join();
+        } else {
             tracing::warn!("a datapath did not stop in time");
         }
     }
@@ -199,24 +210,16 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
 
 /// Resolves with the first datapath that ends (it only ends on error before shutdown).
 async fn first_failure(
-    datapaths: &mut [tokio::task::JoinHandle<anyhow::Result<()>>],
+    exits: &mut mpsc::UnboundedReceiver<(u32, anyhow::Result<()>)>,
+    none: bool,
 ) -> anyhow::Result<()> {
-    if datapaths.is_empty() {
+    if none {
         std::future::pending::<()>().await;
     }
-    let finished = std::future::poll_fn(|cx| {
-        for h in datapaths.iter_mut() {
-            if let std::task::Poll::Ready(r) = std::pin::Pin::new(h).poll(cx) {
-                return std::task::Poll::Ready(r);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await;
-    match finished {
-        Ok(Ok(())) => anyhow::bail!("a datapath stopped unexpectedly"),
-        Ok(Err(e)) => Err(e.context("datapath failed")),
-        Err(e) => Err(anyhow::anyhow!("datapath panicked: {e}")),
+    match exits.recv().await {
+        Some((q, Ok(()))) => anyhow::bail!("queue {q} stopped unexpectedly"),
+        Some((q, Err(e))) => Err(e.context(format!("queue {q} failed"))),
+        None => anyhow::bail!("every queue thread is gone"),
     }
 }
 
@@ -285,11 +288,7 @@ impl ShutdownSignals {
 
 /// Waits until no connection needs more time (all closed or in TIME-WAIT), the timeout
 /// passes, or a second signal comes.
-async fn drain(
-    queues: &[mpsc::Sender<DatapathQuery>],
-    timeout: Duration,
-    signals: &mut ShutdownSignals,
-) {
+async fn drain(queues: &[QueueControl], timeout: Duration, signals: &mut ShutdownSignals) {
     if queues.is_empty() {
         return;
     }
@@ -318,14 +317,10 @@ async fn drain(
     }
 }
 
-async fn open_connections(queues: &[mpsc::Sender<DatapathQuery>]) -> usize {
+async fn open_connections(queues: &[QueueControl]) -> usize {
     let mut open = 0;
     for q in queues {
-        let (tx, rx) = oneshot::channel();
-        if q.send(DatapathQuery::Snapshot(tx)).await.is_err() {
-            continue;
-        }
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(1), rx).await {
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(1), q.snapshot()).await {
             open += s.open;
         }
     }

@@ -122,6 +122,15 @@ pub struct EngineStats {
     pub retransmits: u64,
     /// AF_XDP frames dropped because they did not parse (bad checksum, truncated).
     pub bad_frames: u64,
+    /// Frames of a flow that another queue owns, dropped (see the multi-queue notes).
+    #[serde(default)]
+    pub misrouted: u64,
+    /// Segments dropped because the AF_XDP TX ring was full.
+    #[serde(default)]
+    pub tx_full: u64,
+    /// Upstream connections that failed (refused, reset); their clients got RST.
+    #[serde(default)]
+    pub upstream_failed: u64,
     /// Connections in the table now.
     pub connections: u64,
     pub time_wait: u64,
@@ -138,6 +147,9 @@ impl EngineStats {
         self.rst_no_conn += o.rst_no_conn;
         self.retransmits += o.retransmits;
         self.bad_frames += o.bad_frames;
+        self.misrouted += o.misrouted;
+        self.tx_full += o.tx_full;
+        self.upstream_failed += o.upstream_failed;
         self.connections += o.connections;
         self.time_wait += o.time_wait;
         for (k, v) in &o.states {

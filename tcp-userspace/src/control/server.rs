@@ -11,13 +11,13 @@ use anyhow::Context as _;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot, watch},
+    sync::watch,
 };
 
 use super::proto::{ConnsReply, EngineStats, Request, Response, StatusInfo};
 use crate::{
     bpf::flows::{self, FlowMap},
-    datapath::{DatapathQuery, Phase, QueueSnapshot},
+    datapath::{Phase, QueueControl, QueueSnapshot},
 };
 
 /// How long a queue's loop may take to answer before the request fails.
@@ -27,7 +27,7 @@ const QUEUE_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ControlState {
     /// The settings part of `status`; the live fields are filled in per request.
     pub status: StatusInfo,
-    pub queues: Vec<mpsc::Sender<DatapathQuery>>,
+    pub queues: Vec<QueueControl>,
     /// The pinned XDP flow map, joined with the engines' connections.
     pub flows: Option<Mutex<FlowMap>>,
     pub phase: watch::Receiver<Phase>,
@@ -141,15 +141,10 @@ async fn answer(req: Request, state: &ControlState) -> Response {
 
 async fn snapshots(state: &ControlState) -> anyhow::Result<Vec<QueueSnapshot>> {
     let mut out = Vec::new();
-    for (queue, q) in state.queues.iter().enumerate() {
-        let (tx, rx) = oneshot::channel();
-        q.send(DatapathQuery::Snapshot(tx))
+    for q in &state.queues {
+        let snap = tokio::time::timeout(QUEUE_ANSWER_TIMEOUT, q.snapshot())
             .await
-            .map_err(|_| anyhow::anyhow!("queue {queue} has stopped"))?;
-        let snap = tokio::time::timeout(QUEUE_ANSWER_TIMEOUT, rx)
-            .await
-            .map_err(|_| anyhow::anyhow!("queue {queue} did not answer in time"))?
-            .map_err(|_| anyhow::anyhow!("queue {queue} has stopped"))?;
+            .map_err(|_| anyhow::anyhow!("queue {} did not answer in time", q.queue))??;
         out.push(snap);
     }
     Ok(out)

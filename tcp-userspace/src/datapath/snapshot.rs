@@ -5,7 +5,7 @@ use crate::{
     engine::{State, Tcb},
 };
 
-use super::{Conn, Datapath};
+use super::{queue::Queue, relay::Conn};
 
 /// One queue's answer to [`super::DatapathQuery::Snapshot`].
 #[derive(Debug, Clone, Default)]
@@ -18,13 +18,13 @@ pub struct QueueSnapshot {
     pub open: usize,
 }
 
-impl Datapath {
+impl Queue {
     pub(super) fn snapshot(&self) -> QueueSnapshot {
         let now = self.now();
         let connections = self
             .engine
             .connections()
-            .map(|(key, tcb)| conn_info(tcb, self.conns.get(key), self.cfg.queue, now))
+            .map(|(id, _, tcb)| conn_info(tcb, self.conn(id), self.cfg.queue, now))
             .collect();
         let c = &self.engine.counters;
         let mut stats = EngineStats {
@@ -34,7 +34,10 @@ impl Datapath {
             rejected_full: c.rejected_full,
             rst_no_conn: c.rst_no_conn,
             retransmits: c.retransmits,
-            bad_frames: self.bad_frames,
+            bad_frames: self.stats.bad_frames,
+            misrouted: self.stats.misrouted,
+            tx_full: self.stats.tx_full,
+            upstream_failed: self.stats.upstream_failed,
             connections: self.engine.len() as u64,
             time_wait: self.engine.count_in(State::TimeWait) as u64,
             ..EngineStats::default()
@@ -75,8 +78,8 @@ fn conn_info(tcb: &Tcb, conn: Option<&Conn>, queue: u32, now: crate::engine::Ins
         bytes_in: Some(tcb.stats.bytes_in),
         bytes_out: Some(tcb.stats.bytes_out),
         age_ms: Some(tcb.age(now).as_millis() as u64),
-        upstream: conn.and_then(|c| c.upstream.as_ref().map(|u| u.0.clone())),
-        upstream_local: conn.and_then(|c| c.upstream.as_ref().and_then(|u| u.1.clone())),
+        upstream: conn.and_then(|c| c.upstream_addrs.as_ref().map(|u| u.0.clone())),
+        upstream_local: conn.and_then(|c| c.upstream_addrs.as_ref().and_then(|u| u.1.clone())),
         queue: Some(queue),
         ..ConnInfo::new(tcb.local, tcb.remote)
     }

@@ -15,6 +15,6 @@ pub mod time;
 pub mod timer;
 
 pub use config::EngineConfig;
-pub use table::{ConnKey, Engine, EngineCounters, Outgoing};
+pub use table::{ConnId, ConnKey, Engine, EngineCounters, Outgoing};
 pub use tcb::{CookieHandshake, Event, OutPayload, OutSegment, ResetReason, State, Tcb};
 pub use time::Instant;

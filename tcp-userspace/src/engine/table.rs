@@ -1,29 +1,55 @@
 //! The connection table: demultiplexing by 4-tuple, passive opens, RST for segments to no
-//! connection (RFC 9293 §3.10.7.1), a hard maximum, and the timer wheel.
+//! connection (RFC 9293 §3.10.7.1), a hard maximum, and the timers.
+//!
+//! Connections live in a slab and are named by [`ConnId`] (slot and generation, so that a
+//! stale id never reaches a later connection in the same slot); the 4-tuple index uses a
+//! randomly seeded hash (foldhash), which clients cannot aim collisions at.
 
-use std::{
-    collections::{HashMap, HashSet},
-    net::SocketAddr,
-};
+use std::{collections::HashSet, net::SocketAddr};
+
+use foldhash::fast::RandomState;
 
 use super::{
     config::EngineConfig,
     isn::IsnGenerator,
-    tcb::{CookieHandshake, Event, State, Tcb},
+    tcb::{CookieHandshake, Event, OutPayload, OutSegment, State, Tcb},
     time::Instant,
-    timer::TimerWheel,
+    timer::Timers,
 };
 use crate::wire::tcp::{ACK, FIN, RST, SYN, TcpRepr};
 
 /// (local, remote)
 pub type ConnKey = (SocketAddr, SocketAddr);
 
+/// A connection of this engine: its slab slot and the slot's generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+impl ConnId {
+    /// As one number (an event loop's token).
+    pub fn to_u64(self) -> u64 {
+        u64::from(self.generation) << 32 | u64::from(self.slot)
+    }
+
+    pub fn from_u64(v: u64) -> Self {
+        Self {
+            slot: v as u32,
+            generation: (v >> 32) as u32,
+        }
+    }
+}
+
 /// A segment to put on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
+pub struct Outgoing<P = OutPayload> {
+    /// The connection it belongs to (none for a RST to a segment that matched none).
+    pub conn: Option<ConnId>,
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    pub seg: TcpRepr,
+    pub seg: TcpRepr<P>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,17 +64,40 @@ pub struct EngineCounters {
     pub retransmits: u64,
 }
 
+struct Entry {
+    key: ConnKey,
+    tcb: Tcb,
+    /// The deadline the timers hold for this connection.
+    scheduled: Option<Instant>,
+    /// The state counted in `Engine::states`.
+    state: State,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    entry: Option<Entry>,
+}
+
 pub struct Engine {
     cfg: EngineConfig,
     listening: HashSet<SocketAddr>,
-    conns: HashMap<ConnKey, Tcb>,
-    /// The deadline each connection is scheduled for in the wheel.
-    scheduled: HashMap<ConnKey, Instant>,
-    wheel: TimerWheel<ConnKey>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    index: std::collections::HashMap<ConnKey, u32, RandomState>,
+    timers: Timers<ConnId>,
     isn: IsnGenerator,
     out: Vec<Outgoing>,
-    events: Vec<(ConnKey, Event)>,
+    events: Vec<(ConnId, Event)>,
+    /// Scratch for `poll_timers`, kept to avoid an allocation per call.
+    due: Vec<(Instant, ConnId)>,
+    /// Connections per state (index: `State::ALL` order).
+    states: [usize; State::ALL.len()],
     pub counters: EngineCounters,
+}
+
+fn state_index(s: State) -> usize {
+    State::ALL.iter().position(|&x| x == s).unwrap_or(0)
 }
 
 impl Engine {
@@ -56,13 +105,15 @@ impl Engine {
         Self {
             cfg,
             listening: HashSet::new(),
-            conns: HashMap::new(),
-            scheduled: HashMap::new(),
-            // 1 ms ticks, 4096 slots: about 4 s per revolution.
-            wheel: TimerWheel::new(1000, 4096),
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: std::collections::HashMap::with_hasher(RandomState::default()),
+            timers: Timers::default(),
             isn: IsnGenerator::default(),
             out: Vec::new(),
             events: Vec::new(),
+            due: Vec::new(),
+            states: [0; State::ALL.len()],
             counters: EngineCounters::default(),
         }
     }
@@ -95,33 +146,115 @@ impl Engine {
     }
 
     pub fn len(&self) -> usize {
-        self.conns.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
+        self.index.is_empty()
+    }
+
+    /// The connection of a 4-tuple.
+    pub fn id_of(&self, key: &ConnKey) -> Option<ConnId> {
+        let slot = *self.index.get(key)?;
+        Some(ConnId {
+            slot,
+            generation: self.slots[slot as usize].generation,
+        })
+    }
+
+    fn entry(&self, id: ConnId) -> Option<&Entry> {
+        let slot = self.slots.get(id.slot as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.entry.as_ref()
+    }
+
+    fn entry_mut(&mut self, id: ConnId) -> Option<&mut Entry> {
+        let slot = self.slots.get_mut(id.slot as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.entry.as_mut()
     }
 
     pub fn get(&self, key: &ConnKey) -> Option<&Tcb> {
-        self.conns.get(key)
+        self.tcb(self.id_of(key)?)
     }
 
-    pub fn connections(&self) -> impl Iterator<Item = (&ConnKey, &Tcb)> {
-        self.conns.iter()
+    pub fn tcb(&self, id: ConnId) -> Option<&Tcb> {
+        self.entry(id).map(|e| &e.tcb)
+    }
+
+    pub fn key(&self, id: ConnId) -> Option<ConnKey> {
+        self.entry(id).map(|e| e.key)
+    }
+
+    /// Every connection, in no particular order.
+    pub fn connections(&self) -> impl Iterator<Item = (ConnId, &ConnKey, &Tcb)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.entry.as_ref().map(|e| {
+                (
+                    ConnId {
+                        slot: i as u32,
+                        generation: s.generation,
+                    },
+                    &e.key,
+                    &e.tcb,
+                )
+            })
+        })
     }
 
     /// Runs `f` on a connection (application calls: send, recv, close, abort), then collects
     /// what it produced.
+    pub fn with<R>(
+        &mut self,
+        id: ConnId,
+        now: Instant,
+        f: impl FnOnce(&mut Tcb) -> R,
+    ) -> Option<R> {
+        self.own_pending_payloads(id);
+        let r = f(&mut self.entry_mut(id)?.tcb);
+        self.after(id, now);
+        Some(r)
+    }
+
+    /// As [`Engine::with`], by 4-tuple.
     pub fn with_conn<R>(
         &mut self,
         key: &ConnKey,
         now: Instant,
         f: impl FnOnce(&mut Tcb) -> R,
     ) -> Option<R> {
-        let tcb = self.conns.get_mut(key)?;
-        let r = f(tcb);
-        self.after(*key, now);
-        Some(r)
+        let id = self.id_of(key)?;
+        self.with(id, now, f)
+    }
+
+    fn insert(&mut self, key: ConnKey, tcb: Tcb) -> ConnId {
+        let state = tcb.state();
+        let entry = Entry {
+            key,
+            tcb,
+            scheduled: None,
+            state,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let s = &mut self.slots[slot as usize];
+        s.entry = Some(entry);
+        self.index.insert(key, slot);
+        self.states[state_index(state)] += 1;
+        self.counters.opened += 1;
+        ConnId {
+            slot,
+            generation: s.generation,
+        }
     }
 
     /// Active open.
@@ -130,92 +263,95 @@ impl Engine {
         local: SocketAddr,
         remote: SocketAddr,
         now: Instant,
-    ) -> Option<ConnKey> {
+    ) -> Option<ConnId> {
         let key = (local, remote);
-        if self.conns.contains_key(&key) || self.conns.len() >= self.cfg.max_connections {
+        if self.index.contains_key(&key) || self.len() >= self.cfg.max_connections {
             return None;
         }
         let iss = self.isn.isn(local, remote, now);
-        self.conns
-            .insert(key, Tcb::connect(&self.cfg, local, remote, iss, now));
-        self.counters.opened += 1;
-        self.after(key, now);
-        Some(key)
+        let id = self.insert(key, Tcb::connect(&self.cfg, local, remote, iss, now));
+        self.after(id, now);
+        Some(id)
     }
 
-    /// A connection whose handshake XDP completed with a cookie. Returns false (and answers
+    /// A connection whose handshake XDP completed with a cookie. Returns None (and answers
     /// with RST) when the table is full.
-    pub fn accept_cookie(
+    pub fn accept_cookie<P: AsRef<[u8]> + Clone>(
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
         h: &CookieHandshake,
-        ack: &TcpRepr,
+        ack: &TcpRepr<P>,
         now: Instant,
-    ) -> bool {
-        let key = (local, remote);
-        if self.conns.len() >= self.cfg.max_connections {
+    ) -> Option<ConnId> {
+        if self.len() >= self.cfg.max_connections {
             self.counters.rejected_full += 1;
             self.reply_rst(local, remote, ack);
-            return false;
+            return None;
         }
         let tcb = Tcb::from_cookie(&self.cfg, local, remote, h, ack, now);
-        self.conns.insert(key, tcb);
-        self.counters.opened += 1;
-        self.after(key, now);
-        if let Some(tcb) = self.conns.get_mut(&key) {
-            tcb.on_segment(ack, now);
+        let id = self.insert((local, remote), tcb);
+        self.after(id, now);
+        if let Some(e) = self.entry_mut(id) {
+            e.tcb.on_segment(ack, now);
         }
-        self.after(key, now);
-        true
+        self.after(id, now);
+        Some(id)
     }
 
-    /// One received segment from `remote` to `local`.
-    pub fn on_segment(
+    /// One received segment from `remote` to `local`; returns the connection it belongs to.
+    pub fn on_segment<P: AsRef<[u8]> + Clone>(
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
-        seg: &TcpRepr,
+        seg: &TcpRepr<P>,
         now: Instant,
-    ) {
+    ) -> Option<ConnId> {
         let key = (local, remote);
-        if let Some(tcb) = self.conns.get_mut(&key) {
-            tcb.on_segment(seg, now);
-            self.after(key, now);
-            return;
+        if let Some(id) = self.id_of(&key) {
+            self.own_pending_payloads(id);
+            if let Some(e) = self.entry_mut(id) {
+                e.tcb.on_segment(seg, now);
+            }
+            self.after(id, now);
+            return Some(id);
         }
         if seg.flags & RST != 0 {
-            return;
+            return None;
         }
         if seg.flags & (SYN | ACK) == SYN && self.is_listening(local) {
-            if self.conns.len() >= self.cfg.max_connections {
+            if self.len() >= self.cfg.max_connections {
                 self.counters.rejected_full += 1;
                 self.reply_rst(local, remote, seg);
-                return;
+                return None;
             }
             let iss = self.isn.isn(local, remote, now);
-            self.conns
-                .insert(key, Tcb::accept(&self.cfg, local, remote, iss, seg, now));
-            self.counters.opened += 1;
-            self.after(key, now);
-            return;
+            let id = self.insert(key, Tcb::accept(&self.cfg, local, remote, iss, seg, now));
+            self.after(id, now);
+            return Some(id);
         }
         self.reply_rst(local, remote, seg);
+        None
     }
 
     /// RFC 9293 §3.10.7.1: to a segment with ACK, <SEQ=SEG.ACK><CTL=RST>; otherwise
     /// <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
-    fn reply_rst(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr) {
+    fn reply_rst<P: AsRef<[u8]>>(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<P>,
+    ) {
         let rst = if seg.flags & ACK != 0 {
             TcpRepr {
                 src_port: local.port(),
                 dst_port: remote.port(),
                 seq: seg.ack,
                 flags: RST,
-                ..TcpRepr::default()
+                ..OutSegment::default()
             }
         } else {
-            let len = seg.payload.len() as u32
+            let len = seg.payload.as_ref().len() as u32
                 + u32::from(seg.flags & SYN != 0)
                 + u32::from(seg.flags & FIN != 0);
             TcpRepr {
@@ -224,84 +360,172 @@ impl Engine {
                 seq: 0,
                 ack: seg.seq.wrapping_add(len),
                 flags: RST | ACK,
-                ..TcpRepr::default()
+                ..OutSegment::default()
             }
         };
         self.counters.rst_no_conn += 1;
         self.out.push(Outgoing {
+            conn: None,
             local,
             remote,
             seg: rst,
         });
     }
 
-    /// Collects a connection's output and events, re-schedules its timer, and removes it when
-    /// it reached CLOSED.
-    fn after(&mut self, key: ConnKey, _now: Instant) {
-        let Some(tcb) = self.conns.get_mut(&key) else {
+    /// Segments of `id` still waiting in `out` get their own payload bytes before the
+    /// connection's send buffer can change under them (only when the caller did not drain
+    /// between two calls: never in the datapath, which always does).
+    fn own_pending_payloads(&mut self, id: ConnId) {
+        if self.out.is_empty() {
+            return;
+        }
+        let Some(entry) = self
+            .slots
+            .get(id.slot as usize)
+            .and_then(|s| s.entry.as_ref())
+        else {
             return;
         };
-        for seg in tcb.take_outgoing() {
+        for o in &mut self.out {
+            if o.conn == Some(id)
+                && matches!(o.seg.payload, OutPayload::Send { len, .. } if len > 0)
+            {
+                let bytes = entry.tcb.payload_of(&o.seg.payload).concat();
+                o.seg.payload = OutPayload::Bytes(bytes);
+            }
+        }
+    }
+
+    /// Collects a connection's output and events, counts its state, re-schedules its timer,
+    /// and removes it when it reached CLOSED.
+    fn after(&mut self, id: ConnId, _now: Instant) {
+        let Some(slot) = self.slots.get_mut(id.slot as usize) else {
+            return;
+        };
+        if slot.generation != id.generation {
+            return;
+        }
+        let Some(e) = slot.entry.as_mut() else {
+            return;
+        };
+        let closing = e.tcb.state() == State::Closed;
+        if closing {
+            e.tcb.own_outbox_payloads();
+        }
+        let (local, remote) = e.key;
+        for seg in e.tcb.outbox.drain(..) {
             self.out.push(Outgoing {
-                local: key.0,
-                remote: key.1,
+                conn: Some(id),
+                local,
+                remote,
                 seg,
             });
         }
-        for e in tcb.take_events() {
-            if matches!(e, Event::Reset(_)) {
+        for ev in e.tcb.events.drain(..) {
+            if matches!(ev, Event::Reset(_)) {
                 self.counters.reset += 1;
             }
-            self.events.push((key, e));
+            self.events.push((id, ev));
         }
-        if tcb.state() == State::Closed {
+        let state = e.tcb.state();
+        if state != e.state {
+            self.states[state_index(e.state)] -= 1;
+            self.states[state_index(state)] += 1;
+            e.state = state;
+        }
+        if closing {
             self.counters.closed += 1;
-            self.counters.retransmits += tcb.stats.retransmits;
-            self.conns.remove(&key);
-            self.scheduled.remove(&key);
+            self.counters.retransmits += e.tcb.stats.retransmits;
+            self.states[state_index(State::Closed)] -= 1;
+            let key = e.key;
+            slot.entry = None;
+            slot.generation = slot.generation.wrapping_add(1);
+            self.index.remove(&key);
+            self.free.push(id.slot);
             return;
         }
-        match tcb.next_deadline() {
-            Some(d) if self.scheduled.get(&key).is_none_or(|&s| d < s) => {
-                self.scheduled.insert(key, d);
-                self.wheel.schedule(d, key);
-            }
-            _ => {}
+        if let Some(d) = e.tcb.next_deadline()
+            && e.scheduled.is_none_or(|s| d < s)
+        {
+            e.scheduled = Some(d);
+            self.timers.schedule(d, id);
         }
+    }
+
+    /// When `poll_timers` next has something to do (the event loop's sleep), if ever.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.timers.next()
     }
 
     /// Runs the timers that are due.
     pub fn poll_timers(&mut self, now: Instant) {
-        let mut due = Vec::new();
-        self.wheel.expire(now, |k| due.push(k));
-        for key in due {
-            let Some(&at) = self.scheduled.get(&key) else {
-                continue; // connection gone, or a stale entry of a moved deadline
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.expire(now, |at, id| due.push((at, id)));
+        for &(at, id) in &due {
+            let Some(e) = self.entry_mut(id) else {
+                continue; // connection gone
             };
-            if at > now {
-                continue; // an earlier entry is still pending
+            if e.scheduled != Some(at) {
+                continue; // a stale entry of a moved deadline
             }
-            self.scheduled.remove(&key);
-            if let Some(tcb) = self.conns.get_mut(&key)
-                && tcb.next_deadline().is_some_and(|d| d <= now)
-            {
-                tcb.on_timer(now);
+            e.scheduled = None;
+            if e.tcb.next_deadline().is_some_and(|d| d <= now) {
+                e.tcb.on_timer(now);
             }
-            self.after(key, now);
+            self.after(id, now);
         }
+        due.clear();
+        self.due = due;
     }
 
-    pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
-        std::mem::take(&mut self.out)
+    /// Segments to transmit, each with its payload copied out (tests, slow paths).
+    pub fn take_outgoing(&mut self) -> Vec<Outgoing<Vec<u8>>> {
+        let mut v = Vec::with_capacity(self.out.len());
+        self.drain_outgoing(|o, payload| {
+            v.push(Outgoing {
+                conn: o.conn,
+                local: o.local,
+                remote: o.remote,
+                seg: o.seg.clone().with_payload(payload.concat()),
+            });
+        });
+        v
     }
 
-    pub fn take_events(&mut self) -> Vec<(ConnKey, Event)> {
+    /// Hands each segment to transmit to `f`, in order, with its payload as up to two slices
+    /// (of its connection's send buffer, in place). Nothing is allocated.
+    pub fn drain_outgoing(&mut self, mut f: impl FnMut(&Outgoing, [&[u8]; 2])) {
+        let out = std::mem::take(&mut self.out);
+        for o in &out {
+            const NONE: [&[u8]; 2] = [&[], &[]];
+            let payload: [&[u8]; 2] = match (&o.seg.payload, o.conn) {
+                (OutPayload::Bytes(b), _) => [b.as_slice(), &[]],
+                (p @ OutPayload::Send { .. }, Some(id)) => match self.entry(id) {
+                    Some(e) => e.tcb.payload_of(p),
+                    None => NONE,
+                },
+                (OutPayload::Send { .. }, None) => NONE,
+            };
+            f(o, payload);
+        }
+        self.out = out;
+        self.out.clear();
+    }
+
+    pub fn take_events(&mut self) -> Vec<(ConnId, Event)> {
         std::mem::take(&mut self.events)
     }
 
-    /// Connections per state, for `tcpfront stats`.
+    /// Hands each application event to `f`, in order. Nothing is allocated.
+    pub fn drain_events(&mut self, mut f: impl FnMut(ConnId, Event)) {
+        for (id, e) in self.events.drain(..) {
+            f(id, e);
+        }
+    }
+
+    /// Connections in `state` (counted as they change).
     pub fn count_in(&self, state: State) -> usize {
-        self.conns.values().filter(|t| t.state() == state).count()
+        self.states[state_index(state)]
     }
 }
 
@@ -431,7 +655,7 @@ mod tests {
                 sack: false,
                 timestamps: None,
             };
-            let ack = TcpRepr {
+            let ack: TcpRepr = TcpRepr {
                 src_port: 40000,
                 dst_port: 80,
                 seq: i.wrapping_add(1),
@@ -440,13 +664,16 @@ mod tests {
                 window: 1000,
                 ..TcpRepr::default()
             };
-            assert!(e.accept_cookie(
-                local,
-                remote,
-                &h,
-                &ack,
-                Instant::from_millis(u64::from(i % 1000))
-            ));
+            assert!(
+                e.accept_cookie(
+                    local,
+                    remote,
+                    &h,
+                    &ack,
+                    Instant::from_millis(u64::from(i % 1000))
+                )
+                .is_some()
+            );
         }
         assert_eq!(e.len(), 100_000);
         e.take_outgoing();

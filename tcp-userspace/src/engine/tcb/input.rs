@@ -246,6 +246,20 @@ impl Tcb {
                 self.cc.on_dup_ack_in_recovery(mss);
             }
         }
+        // RFC 6675 §4-5 (IsLost): with SACK, the segment at SND.UNA is lost once three
+        // segments' worth of data above it were SACKed, however few duplicate ACKs told us:
+        // receivers coalesce them (GRO and LRO merge the segments that follow a hole, and one
+        // ACK answers the merged run).
+        if ack == self.snd_una
+            && self.recover.is_none()
+            && self.sack_ok
+            && in_flight > 0
+            && self.sacked_bytes() >= 3 * mss
+        {
+            self.recover = Some(self.snd_max);
+            self.cc.on_fast_retransmit(in_flight, mss);
+            self.fast_retransmit(now);
+        }
 
         // Window update (RFC 9293 §3.10.7.4, fifth, ESTABLISHED).
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
@@ -266,6 +280,11 @@ impl Tcb {
             State::LastAck if fin_acked => self.set_state(State::Closed, now),
             _ => {}
         }
+    }
+
+    /// Bytes the peer reported holding above SND.UNA.
+    fn sacked_bytes(&self) -> usize {
+        self.sacked.iter().map(|&(l, r)| r - l).sum()
     }
 
     /// Merges the segment's SACK blocks into the scoreboard (RFC 2018 §3; blocks outside

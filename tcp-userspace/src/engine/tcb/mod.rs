@@ -544,6 +544,23 @@ impl Tcb {
         self.maybe_window_update(now);
     }
 
+    /// `--echo`: moves received bytes into the send buffer, as far as it has room.
+    pub fn echo(&mut self, now: Instant) {
+        if !self.can_send() {
+            return;
+        }
+        let n = self.rcv_buf.len().min(self.snd_buf.free());
+        if n == 0 {
+            return;
+        }
+        let (a, b) = self.rcv_buf.slices(0, n);
+        let moved = self.snd_buf.extend(a) + self.snd_buf.extend(b);
+        self.recv_consume(moved, now);
+        if self.state.synchronized() {
+            self.output(now);
+        }
+    }
+
     pub fn recv_available(&self) -> usize {
         self.rcv_buf.len()
     }

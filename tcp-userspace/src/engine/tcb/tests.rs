@@ -413,6 +413,45 @@ fn fast_retransmit_after_three_duplicate_acks() {
     assert_eq!(r.seq, ISS + 1 + 1400);
 }
 
+/// RFC 6675: a receiver that coalesced the segments after a hole (GRO) sends one duplicate
+/// ACK whose SACK block covers three segments: that is enough to retransmit the hole at once.
+#[test]
+fn one_sacked_duplicate_ack_covering_three_segments_retransmits() {
+    let (l, r) = addrs();
+    let config = EngineConfig {
+        sack: true,
+        ..cfg()
+    };
+    let mut s = syn();
+    s.options.sack_permitted = true;
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    tcb.take_outgoing();
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
+    tcb.take_outgoing();
+    tcb.send(&[1u8; 5 * 1400], t(100));
+    assert_eq!(tcb.take_outgoing().len(), 5);
+    // Segment 1 lost; 2..=4 arrived and were merged into one ACK.
+    let mut dup = seg(ACK, IRS + 1, ISS + 1, b"");
+    dup.options.sack[0] = Some((ISS + 1 + 1400, ISS + 1 + 4 * 1400));
+    tcb.on_segment(&dup, t(110));
+    let r = sent_one(&mut tcb);
+    assert_eq!((r.seq, r.payload.len()), (ISS + 1, 1400));
+    // Two segments' worth is not enough (it could be reordering).
+    let mut tcb = Tcb::accept(&config, l, r_addr(), ISS, &s, t(0));
+    tcb.take_outgoing();
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
+    tcb.send(&[1u8; 5 * 1400], t(100));
+    tcb.take_outgoing();
+    let mut dup = seg(ACK, IRS + 1, ISS + 1, b"");
+    dup.options.sack[0] = Some((ISS + 1 + 1400, ISS + 1 + 3 * 1400));
+    tcb.on_segment(&dup, t(110));
+    sent_none(&mut tcb);
+}
+
+fn r_addr() -> SocketAddr {
+    addrs().1
+}
+
 #[test]
 fn zero_window_is_probed() {
     let mut tcb = established();

@@ -1,0 +1,528 @@
+//! One AF_XDP queue's event loop, in its own thread: frames from the XDP program → the engine
+//! → frames back out, and each connection's bytes to and from its upstream.
+//!
+//! Event-driven: the thread sleeps in one `poll` on the AF_XDP socket, the upstream sockets
+//! and a waker for commands, until I/O or the engine's next timer deadline. Only connections
+//! with work are visited (the ready list: engine events, upstream readiness); an idle
+//! connection costs nothing until its own timer is due, and an idle queue sleeps.
+//!
+//! Batched and allocation-free in steady state: received frames are parsed where they lie
+//! in the UMEM, segments are written straight into UMEM TX frames, the TX ring is kicked once
+//! per batch, and the scratch vectors keep their capacity.
+
+use std::{
+    net::SocketAddr,
+    sync::mpsc::{Receiver, TryRecvError},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use aya::maps::MapData;
+use mio::{Events, Interest, Poll, Token, net::TcpStream};
+use tcp_common::maps::{FLOW_SACK, FLOW_TIMESTAMPS, FLOW_WSCALE, FlowKey, FlowValue};
+
+use super::{
+    Phase, QueueCmd, QueueConfig,
+    relay::{Conn, Outcome, UpstreamConn},
+};
+use crate::{
+    bpf::flows::{FlowFilter, flow_key},
+    engine::{ConnId, CookieHandshake, Engine, Event, Instant, State},
+    wire::{
+        ethernet::EthernetRepr,
+        frame::{self, TcpFrame},
+        ip::IpRepr,
+    },
+    xsk::{UmemView, XdpDesc, XskSocket},
+};
+
+/// Frames taken off the RX ring per turn of the loop: enough to amortise the system calls,
+/// few enough that timers and upstreams get their turn under a flood.
+const RX_BATCH: u32 = 256;
+/// How soon to retry frames the device had no room for.
+const TX_RETRY: Duration = Duration::from_millis(1);
+pub(super) const XSK: Token = Token(usize::MAX - 1);
+pub(super) const WAKER: Token = Token(usize::MAX - 2);
+
+/// What a queue counts besides the engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// AF_XDP frames that did not parse (bad checksum, truncated): dropped.
+    pub bad_frames: u64,
+    /// Frames of a flow another queue owns (RSS would never do that; a veth sender that
+    /// changes its TX queue does): dropped, never answered with RST.
+    pub misrouted: u64,
+    /// Segments dropped because the TX ring was full.
+    pub tx_full: u64,
+    /// Upstream connections that failed (refused, reset, timed out).
+    pub upstream_failed: u64,
+}
+
+pub(super) struct Queue {
+    pub cfg: QueueConfig,
+    xsk: XskSocket,
+    umem: UmemView,
+    flows: aya::maps::HashMap<MapData, FlowKey, FlowValue>,
+    filter: FlowFilter,
+    pub engine: Engine,
+    /// Per engine slot: the generation and the relay state of its connection.
+    conns: Vec<Option<(u32, Conn)>>,
+    ready: Vec<ConnId>,
+    /// The upstream's address; None for `--echo`.
+    upstream: Option<SocketAddr>,
+    poll: Poll,
+    cmds: Receiver<QueueCmd>,
+    epoch: std::time::Instant,
+    pub draining: bool,
+    /// Scratch, kept between turns so that the loop does not allocate.
+    rx: Vec<XdpDesc>,
+    events: Vec<(ConnId, Event)>,
+    pub stats: QueueStats,
+}
+
+impl Queue {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        cfg: QueueConfig,
+        xsk: XskSocket,
+        flows: aya::maps::HashMap<MapData, FlowKey, FlowValue>,
+        filter: FlowFilter,
+        engine: Engine,
+        upstream: Option<SocketAddr>,
+        poll: Poll,
+        cmds: Receiver<QueueCmd>,
+    ) -> Self {
+        let umem = xsk.umem();
+        Self {
+            cfg,
+            xsk,
+            umem,
+            flows,
+            filter,
+            engine,
+            conns: Vec::new(),
+            ready: Vec::new(),
+            upstream,
+            poll,
+            cmds,
+            epoch: std::time::Instant::now(),
+            draining: false,
+            rx: Vec::with_capacity(RX_BATCH as usize),
+            events: Vec::new(),
+            stats: QueueStats::default(),
+        }
+    }
+
+    pub(super) fn now(&self) -> Instant {
+        Instant(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    /// Serves until told to stop.
+    pub(super) fn run(mut self) -> anyhow::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut rx_pending = true;
+        let mut tx_waiting = false;
+        loop {
+            let now = self.now();
+            let mut timeout = if rx_pending || !self.ready.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.engine.next_timer().map(|t| t.saturating_since(now))
+            };
+            if tx_waiting {
+                // The device was full: try again shortly, whatever else happens.
+                timeout = Some(timeout.map_or(TX_RETRY, |t| t.min(TX_RETRY)));
+            }
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                return Err(e).context("polling");
+            }
+            let mut commands = false;
+            for ev in events.iter() {
+                match ev.token() {
+                    XSK => rx_pending = true,
+                    WAKER => commands = true,
+                    Token(t) => self.on_upstream_event(
+                        ConnId::from_u64(t as u64),
+                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                    ),
+                }
+            }
+            if commands && self.on_commands() {
+                return Ok(());
+            }
+            if rx_pending {
+                rx_pending = self.receive();
+            }
+            let now = self.now();
+            self.engine.poll_timers(now);
+            self.flush(None);
+            self.run_ready();
+            tx_waiting = self.xsk.kick();
+        }
+    }
+
+    /// Commands from the control socket and the shutdown sequence; true: stop now.
+    fn on_commands(&mut self) -> bool {
+        loop {
+            match self.cmds.try_recv() {
+                Ok(QueueCmd::Snapshot(reply)) => {
+                    let _ = reply.send(self.snapshot());
+                }
+                Ok(QueueCmd::Phase(Phase::Serving)) => {}
+                Ok(QueueCmd::Phase(Phase::Draining)) => self.drain(),
+                Ok(QueueCmd::Phase(Phase::Stopping)) | Err(TryRecvError::Disconnected) => {
+                    self.stop();
+                    return true;
+                }
+                Err(TryRecvError::Empty) => return false,
+            }
+        }
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        match self.conns.get_mut(id.slot as usize) {
+            Some(Some((g, c))) if *g == id.generation => Some(c),
+            _ => None,
+        }
+    }
+
+    pub(super) fn conn(&self, id: ConnId) -> Option<&Conn> {
+        match self.conns.get(id.slot as usize) {
+            Some(Some((g, c))) if *g == id.generation => Some(c),
+            _ => None,
+        }
+    }
+
+    fn mark_ready(&mut self, id: ConnId) {
+        if let Some(c) = self.conn_mut(id)
+            && !c.ready
+        {
+            c.ready = true;
+            self.ready.push(id);
+        }
+    }
+
+    /// One batch from the RX ring, parsed in place; true if the ring had more.
+    fn receive(&mut self) -> bool {
+        let n = self.xsk.receive(RX_BATCH, &mut self.rx);
+        for i in 0..n {
+            let desc = self.rx[i];
+            // SAFETY: the frame came from this socket's RX ring and goes back to the fill
+            // ring only after this loop.
+            let frame = unsafe { self.umem.frame(&desc) };
+            self.on_frame(frame);
+        }
+        let rx = std::mem::take(&mut self.rx);
+        self.xsk.refill(&rx);
+        self.rx = rx;
+        n == RX_BATCH as usize
+    }
+
+    fn on_frame(&mut self, frame: &[u8]) {
+        let f = match TcpFrame::parse_in_place(frame) {
+            Ok(f) => f,
+            Err(e) => {
+                self.stats.bad_frames += 1;
+                tracing::debug!("dropped an AF_XDP frame: {e}");
+                return;
+            }
+        };
+        let local = SocketAddr::new(f.ip.dst, f.tcp.dst_port);
+        let remote = SocketAddr::new(f.ip.src, f.tcp.src_port);
+        // Replies go back the way the frame came.
+        let l2 = EthernetRepr {
+            dst: f.eth.src,
+            src: f.eth.dst,
+            vlans: f.eth.vlans,
+            ethertype: 0,
+        };
+        let now = self.now();
+        let id = if self.engine.id_of(&(local, remote)).is_some() {
+            self.engine.on_segment(local, remote, &f.tcp, now)
+        } else {
+            self.new_flow(local, remote, &f.tcp, now)
+        };
+        if let Some(id) = id
+            && self.conn(id).is_none()
+        {
+            let slot = id.slot as usize;
+            if self.conns.len() <= slot {
+                self.conns.resize_with(slot + 1, || None);
+            }
+            self.conns[slot] = Some((
+                id.generation,
+                Conn::new((local, remote), l2, UpstreamConn::Closed),
+            ));
+        }
+        self.flush(Some(&l2));
+    }
+
+    /// A segment of no connection: the first of a flow XDP opened with a cookie (its
+    /// handshake is in `FLOWS`), a SYN when cookies are off, or a stray (answered with RST).
+    fn new_flow(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &crate::wire::tcp::TcpRepr<&[u8]>,
+        now: Instant,
+    ) -> Option<ConnId> {
+        let fk = flow_key(local, remote);
+        let Ok(mut v) = self.flows.get(&fk, 0) else {
+            return self.engine.on_segment(local, remote, seg, now);
+        };
+        let mine = self.cfg.queue as u8 + 1;
+        if v.state != 0 && v.state != mine {
+            self.stats.misrouted += 1;
+            return None;
+        }
+        if self.draining {
+            // Too late for a new connection: forget the flow, and the engine answers the ACK
+            // with RST as it matches no connection.
+            self.forget_flow(local, remote);
+            return self.engine.on_segment(local, remote, seg, now);
+        }
+        // This queue owns the flow now (see `QueueStats::misrouted`).
+        v.state = mine;
+        let _ = self.flows.insert(fk, v, 0);
+        self.engine
+            .accept_cookie(local, remote, &handshake(&v), seg, now)
+    }
+
+    /// Deletes the connection's XDP flow entry, and counts it out of the flow filter.
+    fn forget_flow(&mut self, local: SocketAddr, remote: SocketAddr) {
+        let key = flow_key(local, remote);
+        if self.flows.remove(&key).is_ok() {
+            self.filter.release(&key);
+        }
+    }
+
+    /// Sends what the engine produced (straight into UMEM frames), then acts on its events.
+    /// `reply_l2` addresses segments of no connection (a RST to the frame just handled).
+    fn flush(&mut self, reply_l2: Option<&EthernetRepr>) {
+        let Self {
+            engine,
+            conns,
+            xsk,
+            stats,
+            ..
+        } = self;
+        engine.drain_outgoing(|o, payload| {
+            let l2 = o
+                .conn
+                .and_then(|id| match conns.get(id.slot as usize) {
+                    Some(Some((g, c))) if *g == id.generation => Some(&c.l2),
+                    _ => None,
+                })
+                .or(reply_l2);
+            let Some(l2) = l2 else {
+                return; // a connection that never had a frame: nobody to answer
+            };
+            let ip = IpRepr::new(o.local.ip(), o.remote.ip());
+            if !xsk.transmit(|buf| frame::emit_into(l2, &ip, &o.seg, &payload, buf)) {
+                stats.tx_full += 1;
+            }
+        });
+        let mut events = std::mem::take(&mut self.events);
+        self.engine.drain_events(|id, e| events.push((id, e)));
+        for &(id, e) in &events {
+            self.on_event(id, e);
+        }
+        events.clear();
+        self.events = events;
+    }
+
+    fn on_event(&mut self, id: ConnId, e: Event) {
+        match e {
+            Event::Connected => self.open_upstream(id),
+            Event::Readable | Event::Writable | Event::PeerClosed => self.mark_ready(id),
+            Event::Reset(why) => {
+                tracing::debug!("connection {id:?} reset: {why:?}");
+            }
+            Event::Closed => {
+                let Some(slot) = self.conns.get_mut(id.slot as usize) else {
+                    return;
+                };
+                if !matches!(slot, Some((g, _)) if *g == id.generation) {
+                    return;
+                }
+                let Some((_, conn)) = slot.take() else {
+                    return;
+                };
+                // The upstream socket closes as it drops (after a graceful end both
+                // directions are done; after a reset, the upstream sees it go).
+                match conn.upstream {
+                    UpstreamConn::Open(mut o) => {
+                        let _ = self.poll.registry().deregister(&mut o.stream);
+                    }
+                    UpstreamConn::Connecting(mut s) => {
+                        let _ = self.poll.registry().deregister(&mut s);
+                    }
+                    UpstreamConn::Echo | UpstreamConn::Closed => {}
+                }
+                self.forget_flow(conn.key.0, conn.key.1);
+            }
+        }
+    }
+
+    /// The handshake completed: open the upstream connection (non-blocking).
+    fn open_upstream(&mut self, id: ConnId) {
+        let upstream = match self.upstream {
+            None => UpstreamConn::Echo,
+            Some(addr) => match TcpStream::connect(addr) {
+                Ok(mut s) => {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut s,
+                        Token(id.to_u64() as usize),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        tracing::warn!("registering an upstream socket: {e}");
+                        self.upstream_failed(id);
+                        return;
+                    }
+                    UpstreamConn::Connecting(s)
+                }
+                Err(e) => {
+                    tracing::info!("upstream {addr}: {e}; resetting the client");
+                    self.upstream_failed(id);
+                    return;
+                }
+            },
+        };
+        let echo = matches!(upstream, UpstreamConn::Echo);
+        if let Some(c) = self.conn_mut(id) {
+            c.upstream = upstream;
+            if echo {
+                c.upstream_addrs = Some(("echo".into(), None));
+            }
+        }
+        self.mark_ready(id);
+    }
+
+    fn upstream_failed(&mut self, id: ConnId) {
+        self.stats.upstream_failed += 1;
+        let now = self.now();
+        self.engine.with(id, now, |t| t.abort(now));
+        self.flush(None);
+    }
+
+    fn on_upstream_event(&mut self, id: ConnId, readable: bool, writable: bool) {
+        let Some(c) = self.conn_mut(id) else {
+            return;
+        };
+        match &mut c.upstream {
+            UpstreamConn::Connecting(_) if writable || readable => {
+                if c.connected() == Outcome::Failed {
+                    self.upstream_failed(id);
+                    return;
+                }
+            }
+            UpstreamConn::Open(o) => {
+                o.readable |= readable;
+                o.writable |= writable;
+            }
+            _ => {}
+        }
+        self.mark_ready(id);
+    }
+
+    /// Moves bytes for every connection with something to move.
+    fn run_ready(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready);
+        let now = self.now();
+        let draining = self.draining;
+        for &id in &ready {
+            let Some(slot) = self.conns.get_mut(id.slot as usize) else {
+                continue;
+            };
+            let Some((g, conn)) = slot.as_mut() else {
+                continue;
+            };
+            if *g != id.generation {
+                continue;
+            }
+            conn.ready = false;
+            let outcome = self
+                .engine
+                .with(id, now, |t| conn.pump(t, now, draining))
+                .unwrap_or(Outcome::Ok);
+            if outcome == Outcome::Failed {
+                self.upstream_failed(id);
+            }
+            self.flush(None);
+        }
+        ready.clear();
+        // Connections marked while this list ran are in `self.ready` already.
+        ready.append(&mut self.ready);
+        self.ready = ready;
+    }
+
+    /// Graceful shutdown, first step: accept nothing new and close every connection (FIN
+    /// after what is already queued for the client).
+    pub(super) fn drain(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        self.engine.stop_listening();
+        let now = self.now();
+        let ids: Vec<ConnId> = self.engine.connections().map(|(id, _, _)| id).collect();
+        for id in ids {
+            self.engine.with(id, now, |t| t.close(now));
+            self.flush(None);
+        }
+        self.xsk.kick();
+        tracing::info!(
+            "{} queue {}: draining {} connection(s)",
+            self.cfg.iface,
+            self.cfg.queue,
+            self.engine.len()
+        );
+    }
+
+    /// Graceful shutdown, last step: reset what did not close in time.
+    fn stop(&mut self) {
+        self.drain();
+        let now = self.now();
+        let ids: Vec<(ConnId, State)> = self
+            .engine
+            .connections()
+            .map(|(id, _, t)| (id, t.state()))
+            .collect();
+        let mut reset = 0;
+        for (id, state) in ids {
+            if state != State::TimeWait {
+                reset += 1;
+            }
+            self.engine.with(id, now, |t| t.abort(now));
+            self.flush(None);
+        }
+        if reset > 0 {
+            tracing::warn!(
+                "{} queue {}: reset {reset} connection(s) that had not closed",
+                self.cfg.iface,
+                self.cfg.queue
+            );
+        }
+        self.xsk.kick();
+    }
+
+    /// Connections that still need time to close (TIME-WAIT does not count: the client is
+    /// done).
+    pub(super) fn open_connections(&self) -> usize {
+        self.engine.len() - self.engine.count_in(State::TimeWait)
+    }
+}
+
+fn handshake(v: &FlowValue) -> CookieHandshake {
+    CookieHandshake {
+        client_isn: v.client_isn,
+        server_isn: v.server_isn,
+        mss: v.mss,
+        wscale: (v.flags & FLOW_WSCALE != 0).then_some((v.client_wscale, v.server_wscale)),
+        sack: v.flags & FLOW_SACK != 0,
+        timestamps: (v.flags & FLOW_TIMESTAMPS != 0).then_some((v.ts_recent, v.ts_offset)),
+    }
+}

@@ -1,0 +1,205 @@
+//! The relay: each client connection's byte stream to and from its upstream over ordinary
+//! kernel TCP, in the queue's own thread (the upstream socket is polled with the AF_XDP
+//! socket), with backpressure both ways and no copy of its own:
+//! - client → upstream: the engine's receive buffer is written to the socket as it lies
+//!   (`writev` of its two halves); what the socket does not take stays there, and the window
+//!   we advertise shrinks by as much.
+//! - upstream → client: the socket is read straight into the engine's send buffer, only as
+//!   far as it has room; a slow client leaves the data in the socket, and the upstream's
+//!   window closes.
+
+use std::{
+    io::{IoSlice, IoSliceMut, Read as _, Write as _},
+    net::{Shutdown, SocketAddr},
+};
+
+use anyhow::Context as _;
+use mio::net::TcpStream;
+
+use crate::{
+    engine::{Instant, Tcb},
+    wire::ethernet::EthernetRepr,
+};
+
+/// Where connections are relayed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// A TCP service, `host:port` resolved at start-up.
+    Tcp(String),
+    /// Built-in echo: every byte comes back.
+    Echo,
+}
+
+/// Resolves once, so that configuration errors show at start-up, not per connection.
+pub fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    addr.to_socket_addrs()
+        .with_context(|| format!("--upstream {addr}: cannot resolve"))?
+        .next()
+        .with_context(|| format!("--upstream {addr}: no address"))
+}
+
+/// Largest read from an upstream at once (a burst of segments; the send buffer bounds it too).
+const READ_CHUNK: usize = 256 * 1024;
+
+/// The upstream side of one connection.
+pub enum UpstreamConn {
+    /// `--echo`: the engine's receive buffer is moved to its send buffer.
+    Echo,
+    /// Connecting; writable once done.
+    Connecting(TcpStream),
+    Open(Open),
+    /// Gone (closed after a graceful end, or never opened).
+    Closed,
+}
+
+/// An established upstream connection and what we know of its readiness (edge-triggered:
+/// a flag stays set until a call would block).
+pub struct Open {
+    pub stream: TcpStream,
+    pub readable: bool,
+    pub writable: bool,
+    /// The upstream sent FIN.
+    pub eof: bool,
+    /// We shut its write side (the client sent FIN).
+    pub write_shut: bool,
+}
+
+/// One connection's relay state and link-layer addressing.
+pub struct Conn {
+    /// (local, remote), as the engine keys it.
+    pub key: (SocketAddr, SocketAddr),
+    /// Our MAC, the client's MAC (or next hop's), and the VLAN tags its frames carry.
+    pub l2: EthernetRepr,
+    pub upstream: UpstreamConn,
+    /// The upstream's address and our end of it, once connected (for `conns`).
+    pub upstream_addrs: Option<(String, Option<String>)>,
+    /// Already in the ready list.
+    pub ready: bool,
+}
+
+/// What moving bytes found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The upstream failed or reset: the client gets RST.
+    Failed,
+}
+
+impl Conn {
+    pub fn new(key: (SocketAddr, SocketAddr), l2: EthernetRepr, upstream: UpstreamConn) -> Self {
+        Self {
+            key,
+            l2,
+            upstream,
+            upstream_addrs: None,
+            ready: false,
+        }
+    }
+
+    /// The connect finished (writable): open, or failed.
+    pub fn connected(&mut self) -> Outcome {
+        let UpstreamConn::Connecting(stream) =
+            std::mem::replace(&mut self.upstream, UpstreamConn::Closed)
+        else {
+            return Outcome::Ok;
+        };
+        match (stream.take_error(), stream.peer_addr()) {
+            (Ok(None), Ok(peer)) => {
+                let _ = stream.set_nodelay(true);
+                self.upstream_addrs = Some((
+                    peer.to_string(),
+                    stream.local_addr().ok().map(|a| a.to_string()),
+                ));
+                self.upstream = UpstreamConn::Open(Open {
+                    stream,
+                    readable: true,
+                    writable: true,
+                    eof: false,
+                    write_shut: false,
+                });
+                Outcome::Ok
+            }
+            (Ok(None), Err(e)) if e.kind() == std::io::ErrorKind::NotConnected => {
+                // Not done yet (a spurious wake-up).
+                self.upstream = UpstreamConn::Connecting(stream);
+                Outcome::Ok
+            }
+            (Ok(Some(e)), _) | (Err(e), _) | (_, Err(e)) => {
+                tracing::info!("upstream connect failed: {e}; resetting the client");
+                Outcome::Failed
+            }
+        }
+    }
+
+    /// Moves what can move between the connection's buffers and its upstream, both ways.
+    pub fn pump(&mut self, tcb: &mut Tcb, now: Instant, draining: bool) -> Outcome {
+        match &mut self.upstream {
+            UpstreamConn::Echo => {
+                tcb.echo(now);
+                if tcb.recv_finished() && !draining {
+                    tcb.close(now);
+                }
+                Outcome::Ok
+            }
+            UpstreamConn::Open(o) => o.pump(tcb, now, draining),
+            UpstreamConn::Connecting(_) | UpstreamConn::Closed => Outcome::Ok,
+        }
+    }
+}
+
+impl Open {
+    fn pump(&mut self, tcb: &mut Tcb, now: Instant, draining: bool) -> Outcome {
+        // Client → upstream, from the receive buffer in place.
+        while self.writable && !self.write_shut {
+            let (a, b) = tcb.recv_slices();
+            if a.is_empty() {
+                break;
+            }
+            match self
+                .stream
+                .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            {
+                Ok(0) => return Outcome::Failed,
+                Ok(n) => tcb.recv_consume(n, now),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!("upstream write failed: {e}");
+                    return Outcome::Failed;
+                }
+            }
+        }
+        // Client FIN, everything before it delivered → the upstream's write side closes.
+        if tcb.recv_finished() && !self.write_shut {
+            let _ = self.stream.shutdown(Shutdown::Write);
+            self.write_shut = true;
+        }
+        // Upstream → client, straight into the send buffer, only as far as it has room.
+        // Draining, the client has had its FIN: nothing more can go to it.
+        while self.readable && !self.eof && !draining {
+            let (a, b) = tcb.send_spare(READ_CHUNK);
+            if a.is_empty() {
+                break; // backpressure: the data waits in the upstream socket
+            }
+            let r = self
+                .stream
+                .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]);
+            match r {
+                Ok(0) => {
+                    // Upstream FIN → FIN to the client, after the data.
+                    self.eof = true;
+                    tcb.close(now);
+                }
+                Ok(n) => tcb.send_commit(n, now),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!("upstream read failed: {e}");
+                    return Outcome::Failed;
+                }
+            }
+        }
+        Outcome::Ok
+    }
+}
