@@ -200,8 +200,9 @@ pub fn threads_named(prefix: &str) -> Vec<u32> {
 /// Moves `iface`'s receive work (NAPI) into its own kernel thread and pins that to `cpu`:
 /// `/sys/class/net/IF/threaded`, written inside `ns` (whose sysfs shows the interface). On
 /// veth the NAPI instance exists only while an XDP program is attached, so call this after
-/// attaching.
-pub fn threaded_napi(ns: &str, iface: &str, cpu: usize) -> anyhow::Result<()> {
+/// attaching. With `realtime` the thread gets SCHED_FIFO, as a NIC's softirq preempts
+/// ordinary work.
+pub fn threaded_napi(ns: &str, iface: &str, cpu: usize, realtime: bool) -> anyhow::Result<()> {
     tcpfront_tests::netns::run(
         tcpfront_tests::netns::command_in(ns, "sh")
             .args(["-c", &format!("echo 1 > /sys/class/net/{iface}/threaded")]),
@@ -211,8 +212,62 @@ pub fn threaded_napi(ns: &str, iface: &str, cpu: usize) -> anyhow::Result<()> {
     anyhow::ensure!(!threads.is_empty(), "no NAPI thread for {iface}");
     for t in threads {
         pin_task(t as libc::pid_t, cpu)?;
+        if realtime {
+            let param = libc::sched_param { sched_priority: 50 };
+            // SAFETY: plain syscall on a thread id we just found.
+            if unsafe { libc::sched_setscheduler(t as libc::pid_t, libc::SCHED_FIFO, &param) } != 0
+            {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("SCHED_FIFO for the NAPI thread of {iface}"));
+            }
+        }
     }
     Ok(())
+}
+
+/// Keeps a CPU from halting when idle while it lives (its cpuidle states other than POLL
+/// disabled), and restores them when dropped.
+///
+/// In a VM a halted vCPU takes long to wake (here: so long that veth's fixed 256-frame ring
+/// overflowed at 1.5 M frames/s with the target's CPU half idle), where a NIC's interrupt
+/// wakes a core in microseconds and its ring holds thousands of frames. Polling idle time
+/// still counts as idle in /proc/stat.
+pub struct NoHalt {
+    restore: Vec<(PathBuf, String)>,
+}
+
+impl NoHalt {
+    pub fn on(cpu: usize) -> Self {
+        let mut restore = Vec::new();
+        let dir = PathBuf::from(format!("/sys/devices/system/cpu/cpu{cpu}/cpuidle"));
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let state = entry.path();
+            let name = std::fs::read_to_string(state.join("name")).unwrap_or_default();
+            if name.trim() == "POLL" {
+                continue;
+            }
+            let disable = state.join("disable");
+            if let Ok(old) = std::fs::read_to_string(&disable)
+                && std::fs::write(&disable, "1").is_ok()
+            {
+                restore.push((disable, old.trim().to_string()));
+            }
+        }
+        Self { restore }
+    }
+
+    /// Whether any idle state was switched off.
+    pub fn active(&self) -> bool {
+        !self.restore.is_empty()
+    }
+}
+
+impl Drop for NoHalt {
+    fn drop(&mut self) {
+        for (path, old) in &self.restore {
+            let _ = std::fs::write(path, old);
+        }
+    }
 }
 
 /// Busy time of one CPU since boot, from /proc/stat (all but idle and iowait).

@@ -182,6 +182,7 @@ impl Generator {
     pub fn sample(&mut self) -> anyhow::Result<Vec<u8>> {
         self.set_pacing(Pacing {
             limit: u64::MAX,
+            rng: seed(),
             ..Pacing::default()
         })?;
         let (verdict, out) = test_run::run(self.prog()?.fd()?.as_fd(), &vec![0u8; self.len])?;
@@ -204,6 +205,7 @@ impl Generator {
             // Fall at most 32 SYNs behind before skipping ahead: never a long burst.
             max_lag_ns: interval_ns * 32,
             limit: pace.max,
+            rng: seed(),
             ..Pacing::default()
         })?;
         install_wakeup_handler()?;
@@ -258,6 +260,11 @@ impl Generator {
 }
 
 const XDP_TX: u32 = 3;
+
+/// A non-zero seed for the generator's xorshift, different every flood.
+fn seed() -> u64 {
+    tcpfront::bpf::config::random_seed() | 1
+}
 
 fn is_eintr(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

@@ -39,8 +39,8 @@ pub struct Options {
 /// The default ladder: fine steps where the kernel saturates, coarse ones above.
 pub fn default_rates() -> Vec<u64> {
     [
-        100, 200, 300, 400, 500, 700, 1_000, 1_500, 2_000, 2_500, 3_000, 3_500, 4_000, 5_000,
-        6_000, 8_000, 10_000,
+        50, 100, 150, 200, 250, 300, 400, 600, 800, 1_000, 1_500, 2_000, 2_500, 3_000, 4_000,
+        5_000, 6_000, 8_000, 10_000,
     ]
     .iter()
     .map(|k| k * 1000)

@@ -427,6 +427,58 @@ fn upstream_initiated_close_and_time_wait_on_tcpfront() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A client that reuses its port while tcpfront still holds TIME-WAIT for the 4-tuple (the
+/// upstream closed first) gets a new connection at once, as from Linux (RFC 6191): the SYN
+/// retires the TIME-WAIT and is answered with a cookie SYN-ACK, both families.
+#[test]
+fn a_reused_port_reopens_a_connection_in_time_wait() -> anyhow::Result<()> {
+    let lab = lab()?;
+    let up = upstream(&lab, 4, |mut s| {
+        s.write_all(b"bye")?;
+        Ok(()) // drop: FIN from the upstream, so tcpfront closes first
+    })?;
+    let tf = start(&lab, &format!("127.0.0.1:{UPSTREAM}"), &["--msl", "60s"])?;
+    for (v6, port) in [(false, 40111u16), (true, 40112)] {
+        let addr = client_addr(&lab, v6);
+        let took = run_in(&lab.names.client_ns, move || {
+            let mut took = Vec::new();
+            for _ in 0..2 {
+                let bind: SocketAddr = if v6 {
+                    SocketAddr::new(tcpfront_tests::lab::CLIENT_V6.into(), port)
+                } else {
+                    SocketAddr::new(tcpfront_tests::lab::CLIENT_V4.into(), port)
+                };
+                let sock = socket2::Socket::new(
+                    socket2::Domain::for_address(addr),
+                    socket2::Type::STREAM,
+                    None,
+                )?;
+                sock.set_reuse_address(true)?;
+                sock.bind(&bind.into())?;
+                let t = Instant::now();
+                sock.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+                took.push(t.elapsed());
+                let mut s: TcpStream = sock.into();
+                let mut got = Vec::new();
+                s.read_to_end(&mut got)?;
+                anyhow::ensure!(got == b"bye", "client got {got:?}");
+                drop(s);
+                // Our side goes LAST-ACK → CLOSED as soon as tcpfront acknowledges our FIN;
+                // only then is the 4-tuple free for this client again.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(took)
+        })?;
+        // No SYN retransmission (a second or more): the second connect is answered at once.
+        assert!(took[1] < Duration::from_millis(500), "{v6}: {took:?}");
+    }
+    join(up)?;
+    let stats = tf.stats()?;
+    assert_eq!(stats["engine"]["reopened"], 2, "{stats}");
+    assert!(tf.stop()?.success());
+    Ok(())
+}
+
 #[test]
 fn client_initiated_close_leaves_time_wait_with_the_client() -> anyhow::Result<()> {
     let lab = lab()?;

@@ -14,7 +14,7 @@ use tcp_common::{
 use tcpfront::{
     bpf::{
         config::FastPathSettings,
-        cookie::{CookieInput, current_minute, expected_cookie},
+        cookie::{CookieInput, cookie, current_minute},
     },
     wire::{
         frame::TcpFrame,
@@ -257,7 +257,7 @@ fn syn_ack_round(h: &Harness, client: &str, server: &str) -> anyhow::Result<(Tcp
         age <= 1,
         "minted this minute (or the last, across a boundary)"
     );
-    let want = expected_cookie(
+    let want = cookie(
         h.settings.cookie_keys.key[0],
         &CookieInput {
             client: std::net::SocketAddr::new(syn.ip.src, syn.tcp.src_port),

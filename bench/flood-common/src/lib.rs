@@ -75,6 +75,9 @@ pub struct Pacing {
     /// When the first and the latest SYN were sent.
     pub first_ns: u64,
     pub last_ns: u64,
+    /// xorshift64 state for the random fields (a helper call per field costs more than the
+    /// rest of the frame); seeded by user space, never zero.
+    pub rng: u64,
 }
 
 /// The single entry of the sink's `SINK` array: the client's own addresses, whose traffic

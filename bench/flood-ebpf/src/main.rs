@@ -84,16 +84,29 @@ mod prog {
         true
     }
 
+    /// xorshift64 (Marsaglia): 64 random bits per step, a few instructions.
+    #[inline(always)]
+    fn next_random(state: &mut u64) -> u64 {
+        let mut x = *state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *state = x;
+        x
+    }
+
     #[xdp]
     pub fn flood_gen(ctx: XdpContext) -> u32 {
         let Some(pace) = PACE.get_ptr_mut(0) else {
             return xdp_action::XDP_ABORTED;
         };
         // SAFETY: this program is the only writer, from the one thread that runs it.
-        if !due(unsafe { &mut *pace }) {
+        let pace = unsafe { &mut *pace };
+        if !due(pace) {
             return xdp_action::XDP_DROP;
         }
-        if write_syn(&ctx) {
+        let (a, b) = (next_random(&mut pace.rng), next_random(&mut pace.rng));
+        if write_syn(&ctx, a, b) {
             xdp_action::XDP_TX
         } else {
             xdp_action::XDP_ABORTED
@@ -106,7 +119,13 @@ mod prog {
     /// trivial target) plus the target's, without a clock read per run.
     #[xdp]
     pub fn syn_bench(ctx: XdpContext) -> u32 {
-        if !write_syn(&ctx) {
+        // SAFETY: helper without arguments.
+        let (a, b) = unsafe { (bpf_get_prandom_u32(), bpf_get_prandom_u32()) };
+        if !write_syn(
+            &ctx,
+            u64::from(a) << 32 | u64::from(b),
+            u64::from(b) << 32 | u64::from(a),
+        ) {
             return xdp_action::XDP_ABORTED;
         }
         // SAFETY: a tail call to a program of the same type; on failure we fall through.
@@ -114,24 +133,17 @@ mod prog {
         xdp_action::XDP_ABORTED
     }
 
-    /// Writes one whole SYN from the template with fresh random fields; false if the frame
-    /// is not the template's length.
+    /// Writes one whole SYN from the template with fresh random fields (from the random
+    /// words `a` and `b`); false if the frame is not the template's length.
     #[inline(always)]
-    fn write_syn(ctx: &XdpContext) -> bool {
+    fn write_syn(ctx: &XdpContext, a: u64, b: u64) -> bool {
         let Some(conf) = FLOOD.get_ptr(0) else {
             return false;
         };
         // SAFETY: a live map value; the program only reads it.
         let conf = unsafe { &*conf };
         let t = conf.frame.as_ptr();
-        // SAFETY: helper without arguments.
-        let (r1, r2, r3) = unsafe {
-            (
-                bpf_get_prandom_u32(),
-                bpf_get_prandom_u32(),
-                bpf_get_prandom_u32(),
-            )
-        };
+        let (r1, r2, r3) = (a as u32, (a >> 32) as u32, b as u32);
         // Network byte order as it lies in memory: stored and summed as is.
         let host = u64::from(((conf.host_first + scale16(r1, conf.host_count)) as u16).to_be());
         let sport =

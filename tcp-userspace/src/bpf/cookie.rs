@@ -26,13 +26,64 @@ pub fn clock_offset_ns() -> u64 {
     read(libc::CLOCK_REALTIME).wrapping_sub(read(libc::CLOCK_MONOTONIC))
 }
 
-/// The current wall-clock minute, as the XDP program counts it.
+/// The current wall-clock minute.
 pub fn current_minute() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
         / 60
+}
+
+/// CLOCK_MONOTONIC_COARSE in ns: the XDP program's `bpf_ktime_get_coarse_ns`.
+pub fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes into our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The minute the XDP program counts now, from the same clock and offset.
+pub fn program_minute(keys: &CookieKeys) -> u64 {
+    coarse_now_ns().wrapping_add(keys.clock_offset_ns) / tcp_common::cookie::NS_PER_MINUTE
+}
+
+/// Mints a cookie as the XDP program would now: (cookie, the MSS it encodes), or None if no
+/// key covers this minute. `mss` 0 means the SYN had no MSS option.
+pub fn mint(
+    keys: &CookieKeys,
+    client: SocketAddr,
+    server: SocketAddr,
+    client_isn: u32,
+    mss: u16,
+    wscale: Option<u8>,
+    sack: bool,
+) -> Option<(u32, u16)> {
+    use tcp_common::maps::{COOKIE_MSS_V4, COOKIE_MSS_V6, FAMILY_V4, FAMILY_V6, cookie_mss_index};
+    let minute = program_minute(keys);
+    let k = keys.key[keys.slot_for(minute)?];
+    let (family, table) = if client.is_ipv4() {
+        (FAMILY_V4, &COOKIE_MSS_V4)
+    } else {
+        (FAMILY_V6, &COOKIE_MSS_V6)
+    };
+    let mss_index = cookie_mss_index(family, if mss == 0 { 536 } else { mss });
+    let c = cookie(
+        k,
+        &CookieInput {
+            client,
+            server,
+            client_isn,
+            minute,
+            mss_index,
+            wscale,
+            sack,
+        },
+    );
+    Some((c, table[mss_index as usize]))
 }
 
 /// One random key for the whole life of the instance (used from minute 0 on).
@@ -69,9 +120,10 @@ pub struct CookieInput {
     pub sack: bool,
 }
 
-/// The cookie the XDP program must mint for `input` with key `k`: the message of
-/// `tcp_common::cookie` written out byte by byte, hashed by `siphasher`.
-pub fn expected_cookie(k: [u64; 2], input: &CookieInput) -> u32 {
+/// The cookie the XDP program mints for `input` with key `k`: the message of
+/// `tcp_common::cookie` written out byte by byte, hashed by `siphasher`. User space mints
+/// with it too (a SYN that retires a TIME-WAIT), and the tests check the program against it.
+pub fn cookie(k: [u64; 2], input: &CookieInput) -> u32 {
     let bits = cookie_bits(input.minute, input.mss_index, input.wscale, input.sack);
     let mut msg = Vec::with_capacity(46);
     match (input.client.ip(), input.server.ip()) {

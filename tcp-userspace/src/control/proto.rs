@@ -131,6 +131,9 @@ pub struct EngineStats {
     /// Upstream connections that failed (refused, reset); their clients got RST.
     #[serde(default)]
     pub upstream_failed: u64,
+    /// TIME-WAIT connections a new SYN of the same 4-tuple retired (RFC 6191).
+    #[serde(default)]
+    pub reopened: u64,
     /// Connections in the table now.
     pub connections: u64,
     pub time_wait: u64,
@@ -150,6 +153,7 @@ impl EngineStats {
         self.misrouted += o.misrouted;
         self.tx_full += o.tx_full;
         self.upstream_failed += o.upstream_failed;
+        self.reopened += o.reopened;
         self.connections += o.connections;
         self.time_wait += o.time_wait;
         for (k, v) in &o.states {

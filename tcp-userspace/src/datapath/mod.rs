@@ -48,6 +48,13 @@ pub struct QueueConfig {
     /// The flow filter's hash seed (`Config::filter_seed`).
     pub filter_seed: u64,
     pub xsks_pin: PathBuf,
+    /// The XDP program's cookie keys, to answer a SYN that retires a TIME-WAIT as it would.
+    pub cookie_pin: PathBuf,
+    /// SYN cookies in XDP (else the engine does every handshake).
+    pub syn_cookies: bool,
+    /// What cookie SYN-ACKs announce (`FastPathSettings`).
+    pub syn_ack_window: u16,
+    pub wscale: u8,
     /// The CPU to run on (None: wherever the scheduler likes).
     pub cpu: Option<usize>,
 }
@@ -148,6 +155,8 @@ pub fn spawn(
     let flows = MapData::from_pin(&cfg.flows_pin).context("opening FLOWS")?;
     let flows = BpfHashMap::try_from(Map::LruHashMap(flows))?;
     let filter = FlowFilter::open(&cfg.filter_pin, cfg.filter_seed)?;
+    let cookie = MapData::from_pin(&cfg.cookie_pin).context("opening COOKIE")?;
+    let cookie = aya::maps::Array::try_from(Map::Array(cookie))?;
     let upstream = match &cfg.upstream {
         Upstream::Echo => None,
         Upstream::Tcp(addr) => Some(resolve(addr)?),
@@ -169,7 +178,19 @@ pub fn spawn(
     let q = cfg.queue;
     let cpu = cfg.cpu;
     let name = format!("tcpfront-q{q}");
-    let queue = queue::Queue::new(cfg, xsk, flows, filter, engine, upstream, poll, rx);
+    let queue = queue::Queue::new(
+        cfg,
+        queue::Maps {
+            flows,
+            filter,
+            cookie,
+        },
+        xsk,
+        engine,
+        upstream,
+        poll,
+        rx,
+    );
     let thread = std::thread::Builder::new()
         .name(name)
         .spawn(move || {

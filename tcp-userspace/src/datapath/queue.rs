@@ -19,19 +19,26 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::MapData;
 use mio::{Events, Interest, Poll, Token, net::TcpStream};
-use tcp_common::maps::{FLOW_SACK, FLOW_TIMESTAMPS, FLOW_WSCALE, FlowKey, FlowValue};
+use tcp_common::{
+    cookie::CookieKeys,
+    maps::{FLOW_SACK, FLOW_TIMESTAMPS, FLOW_WSCALE, FlowKey, FlowValue},
+};
 
 use super::{
     Phase, QueueCmd, QueueConfig,
     relay::{Conn, Outcome, UpstreamConn},
 };
 use crate::{
-    bpf::flows::{FlowFilter, flow_key},
+    bpf::{
+        cookie::{coarse_now_ns, mint},
+        flows::{FlowFilter, flow_key},
+    },
     engine::{ConnId, CookieHandshake, Engine, Event, Instant, State},
     wire::{
         ethernet::EthernetRepr,
         frame::{self, TcpFrame},
         ip::IpRepr,
+        tcp::{ACK, SYN, TcpOptions, TcpRepr},
     },
     xsk::{UmemView, XdpDesc, XskSocket},
 };
@@ -56,14 +63,22 @@ pub struct QueueStats {
     pub tx_full: u64,
     /// Upstream connections that failed (refused, reset, timed out).
     pub upstream_failed: u64,
+    /// TIME-WAIT connections a new SYN of the same 4-tuple retired (RFC 6191).
+    pub reopened: u64,
+}
+
+/// The XDP program's maps a queue reads and writes.
+pub(super) struct Maps {
+    pub flows: aya::maps::HashMap<MapData, FlowKey, FlowValue>,
+    pub filter: FlowFilter,
+    pub cookie: aya::maps::Array<MapData, CookieKeys>,
 }
 
 pub(super) struct Queue {
     pub cfg: QueueConfig,
     xsk: XskSocket,
     umem: UmemView,
-    flows: aya::maps::HashMap<MapData, FlowKey, FlowValue>,
-    filter: FlowFilter,
+    maps: Maps,
     pub engine: Engine,
     /// Per engine slot: the generation and the relay state of its connection.
     conns: Vec<Option<(u32, Conn)>>,
@@ -81,12 +96,10 @@ pub(super) struct Queue {
 }
 
 impl Queue {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         cfg: QueueConfig,
+        maps: Maps,
         xsk: XskSocket,
-        flows: aya::maps::HashMap<MapData, FlowKey, FlowValue>,
-        filter: FlowFilter,
         engine: Engine,
         upstream: Option<SocketAddr>,
         poll: Poll,
@@ -97,8 +110,7 @@ impl Queue {
             cfg,
             xsk,
             umem,
-            flows,
-            filter,
+            maps,
             engine,
             conns: Vec::new(),
             ready: Vec::new(),
@@ -240,10 +252,19 @@ impl Queue {
             ethertype: 0,
         };
         let now = self.now();
-        let id = if self.engine.id_of(&(local, remote)).is_some() {
-            self.engine.on_segment(local, remote, &f.tcp, now)
-        } else {
-            self.new_flow(local, remote, &f.tcp, now)
+        let id = match self.engine.id_of(&(local, remote)) {
+            Some(id) => {
+                if self
+                    .engine
+                    .tcb(id)
+                    .is_some_and(|t| t.accepts_new_syn(&f.tcp))
+                {
+                    self.reopen(id, &f.tcp, &l2, now);
+                    return;
+                }
+                self.engine.on_segment(local, remote, &f.tcp, now)
+            }
+            None => self.new_flow(local, remote, &f.tcp, now),
         };
         if let Some(id) = id
             && self.conn(id).is_none()
@@ -270,7 +291,7 @@ impl Queue {
         now: Instant,
     ) -> Option<ConnId> {
         let fk = flow_key(local, remote);
-        let Ok(mut v) = self.flows.get(&fk, 0) else {
+        let Ok(mut v) = self.maps.flows.get(&fk, 0) else {
             return self.engine.on_segment(local, remote, seg, now);
         };
         let mine = self.cfg.queue as u8 + 1;
@@ -286,7 +307,7 @@ impl Queue {
         }
         // This queue owns the flow now (see `QueueStats::misrouted`).
         v.state = mine;
-        let _ = self.flows.insert(fk, v, 0);
+        let _ = self.maps.flows.insert(fk, v, 0);
         self.engine
             .accept_cookie(local, remote, &handshake(&v), seg, now)
     }
@@ -294,8 +315,94 @@ impl Queue {
     /// Deletes the connection's XDP flow entry, and counts it out of the flow filter.
     fn forget_flow(&mut self, local: SocketAddr, remote: SocketAddr) {
         let key = flow_key(local, remote);
-        if self.flows.remove(&key).is_ok() {
-            self.filter.release(&key);
+        if self.maps.flows.remove(&key).is_ok() {
+            self.maps.filter.release(&key);
+        }
+    }
+
+    /// A SYN for a connection in TIME-WAIT that may open a new one (RFC 6191; clients reuse
+    /// ports quickly, NAT'ed ones all the more). The old connection goes, and the SYN is
+    /// answered as XDP answers a SYN: with a cookie SYN-ACK whose ACK XDP then turns into a
+    /// fresh flow (or, cookies off, by the engine's own handshake).
+    fn reopen(&mut self, id: ConnId, syn: &TcpRepr<&[u8]>, l2: &EthernetRepr, now: Instant) {
+        let Some((local, remote)) = self.engine.retire(id) else {
+            return;
+        };
+        if let Some(slot) = self.conns.get_mut(id.slot as usize)
+            && let Some((_, conn)) = slot.take()
+        {
+            self.drop_upstream(conn);
+        }
+        self.forget_flow(local, remote);
+        self.stats.reopened += 1;
+        if !self.cfg.syn_cookies {
+            if let Some(id) = self.engine.on_segment(local, remote, syn, now) {
+                let slot = id.slot as usize;
+                if self.conns.len() <= slot {
+                    self.conns.resize_with(slot + 1, || None);
+                }
+                self.conns[slot] = Some((
+                    id.generation,
+                    Conn::new((local, remote), *l2, UpstreamConn::Closed),
+                ));
+            }
+            self.flush(Some(l2));
+            return;
+        }
+        let Ok(keys) = self.maps.cookie.get(&0, 0) else {
+            return;
+        };
+        let o = &syn.options;
+        let Some((cookie, mss)) = mint(
+            &keys,
+            remote,
+            local,
+            syn.seq,
+            o.mss.unwrap_or(0),
+            o.wscale,
+            o.sack_permitted,
+        ) else {
+            return;
+        };
+        let reply = TcpRepr {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq: cookie,
+            ack: syn.seq.wrapping_add(1),
+            flags: SYN | ACK,
+            window: self.cfg.syn_ack_window,
+            urgent: 0,
+            options: TcpOptions {
+                mss: Some(mss),
+                // RFC 7323 §2.2: scaling only to a client that offered it.
+                wscale: o.wscale.map(|_| self.cfg.wscale),
+                sack_permitted: o.sack_permitted,
+                // The XDP program's TSval clock (units of 2^20 ns).
+                timestamps: o
+                    .timestamps
+                    .map(|(tsval, _)| ((coarse_now_ns() >> 20) as u32, tsval)),
+                sack: [None; 4],
+            },
+            payload: (),
+        };
+        let ip = IpRepr::new(local.ip(), remote.ip());
+        if !self
+            .xsk
+            .transmit(|buf| frame::emit_into(l2, &ip, &reply, &[], buf))
+        {
+            self.stats.tx_full += 1;
+        }
+    }
+
+    fn drop_upstream(&mut self, conn: Conn) {
+        match conn.upstream {
+            UpstreamConn::Open(mut o) => {
+                let _ = self.poll.registry().deregister(&mut o.stream);
+            }
+            UpstreamConn::Connecting(mut s) => {
+                let _ = self.poll.registry().deregister(&mut s);
+            }
+            UpstreamConn::Echo | UpstreamConn::Closed => {}
         }
     }
 
@@ -351,18 +458,11 @@ impl Queue {
                 let Some((_, conn)) = slot.take() else {
                     return;
                 };
+                let (local, remote) = conn.key;
                 // The upstream socket closes as it drops (after a graceful end both
                 // directions are done; after a reset, the upstream sees it go).
-                match conn.upstream {
-                    UpstreamConn::Open(mut o) => {
-                        let _ = self.poll.registry().deregister(&mut o.stream);
-                    }
-                    UpstreamConn::Connecting(mut s) => {
-                        let _ = self.poll.registry().deregister(&mut s);
-                    }
-                    UpstreamConn::Echo | UpstreamConn::Closed => {}
-                }
-                self.forget_flow(conn.key.0, conn.key.1);
+                self.drop_upstream(conn);
+                self.forget_flow(local, remote);
             }
         }
     }

@@ -38,6 +38,7 @@ impl Queue {
             misrouted: self.stats.misrouted,
             tx_full: self.stats.tx_full,
             upstream_failed: self.stats.upstream_failed,
+            reopened: self.stats.reopened,
             connections: self.engine.len() as u64,
             time_wait: self.engine.count_in(State::TimeWait) as u64,
             ..EngineStats::default()

@@ -452,6 +452,22 @@ impl Engine {
         }
     }
 
+    /// Forgets a connection at once, sending nothing and telling nothing (a TIME-WAIT that
+    /// a new SYN of the same 4-tuple retires, RFC 6191); returns its 4-tuple.
+    pub fn retire(&mut self, id: ConnId) -> Option<ConnKey> {
+        let slot = self.slots.get_mut(id.slot as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let e = slot.entry.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.states[state_index(e.state)] -= 1;
+        self.counters.closed += 1;
+        self.index.remove(&e.key);
+        self.free.push(id.slot);
+        Some(e.key)
+    }
+
     /// When `poll_timers` next has something to do (the event loop's sleep), if ever.
     pub fn next_timer(&self) -> Option<Instant> {
         self.timers.next()

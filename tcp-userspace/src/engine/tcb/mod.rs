@@ -16,7 +16,7 @@ use super::{
     seq::SeqNum,
     time::Instant,
 };
-use crate::wire::tcp::TcpRepr;
+use crate::wire::tcp::{ACK, RST, SYN, TcpRepr};
 
 /// The payload of a segment the engine sends: a range of the connection's send buffer,
 /// copied only into the frame that carries it (by `drain_outgoing`), or bytes of its own
@@ -592,6 +592,19 @@ impl Tcb {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Whether a SYN arriving in TIME-WAIT may open a new incarnation of the connection
+    /// (RFC 1122 §4.2.2.13, RFC 6191): its timestamp is newer, or without timestamps its
+    /// sequence number lies beyond everything of the old one.
+    pub fn accepts_new_syn<P>(&self, syn: &TcpRepr<P>) -> bool {
+        if self.state != State::TimeWait || syn.flags & (SYN | ACK | RST) != SYN {
+            return false;
+        }
+        match (self.ts_ok, syn.options.timestamps) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => SeqNum(syn.seq) > self.rcv_nxt,
         }
     }
 
