@@ -88,8 +88,8 @@ where
 
 /// A request/response server in `ns` on `port` (every address): reads a line, answers
 /// `ok\n`, closes. Event-driven (one tokio thread, a task per connection), so that it is never
-/// what limits connections per second; pinned to `cpu` if given.
-pub fn ok_server(ns: &str, port: u16, cpu: Option<usize>) -> anyhow::Result<Background<()>> {
+/// what limits connections per second; pinned to `cpu` if given. Also returns its thread id.
+pub fn ok_server(ns: &str, port: u16, cpu: Option<usize>) -> anyhow::Result<(Background<()>, u32)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let bg = background(ns, cpu, move |stop| {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -97,7 +97,8 @@ pub fn ok_server(ns: &str, port: u16, cpu: Option<usize>) -> anyhow::Result<Back
             .build()?;
         rt.block_on(async move {
             let l = tokio::net::TcpListener::bind(("::", port)).await?;
-            tx.send(()).ok();
+            // SAFETY: gettid cannot fail.
+            tx.send(unsafe { libc::gettid() } as u32).ok();
             loop {
                 tokio::select! {
                     r = l.accept() => {
@@ -113,9 +114,29 @@ pub fn ok_server(ns: &str, port: u16, cpu: Option<usize>) -> anyhow::Result<Back
             }
         })
     });
-    rx.recv_timeout(Duration::from_secs(5))
+    let tid = rx
+        .recv_timeout(Duration::from_secs(5))
         .context("the benchmark server did not start")?;
-    Ok(bg)
+    Ok((bg, tid))
+}
+
+/// CPU time a thread (any, kernel threads too) has run, from /proc/TID/schedstat.
+pub fn thread_cpu(tid: u32) -> Duration {
+    std::fs::read_to_string(format!("/proc/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map(Duration::from_nanos)
+        .unwrap_or_default()
+}
+
+/// The threads of process `pid`.
+pub fn tasks(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect()
 }
 
 async fn serve_ok(mut s: tokio::net::TcpStream) {
@@ -268,26 +289,6 @@ impl Drop for NoHalt {
             let _ = std::fs::write(path, old);
         }
     }
-}
-
-/// Busy time of one CPU since boot, from /proc/stat (all but idle and iowait).
-pub fn cpu_busy(cpu: usize) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let name = format!("cpu{cpu}");
-    let line = stat
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
-        .with_context(|| format!("no {name} in /proc/stat"))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal
-    let busy: u64 = v.iter().take(8).sum::<u64>() - v.get(3).unwrap_or(&0) - v.get(4).unwrap_or(&0);
-    // SAFETY: sysconf cannot fail for _SC_CLK_TCK.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok(Duration::from_secs_f64(busy as f64 / hz))
 }
 
 /// The CPUs of the machine: the last one is the target's, the others the rest of the rig's.

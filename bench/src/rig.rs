@@ -59,6 +59,8 @@ pub struct Rig {
     pub rig_cpu: usize,
     sink: Sink,
     _server: Background<()>,
+    /// The listener's thread (the kernel targets' application, tcpfront's upstream).
+    server_tid: u32,
     generator: Option<Generator>,
     pub v6: bool,
     _no_halt: common::NoHalt,
@@ -88,7 +90,7 @@ impl Rig {
         // preempts the generator (measured: at default priority it lost a fifth of them at
         // 400k SYN/s while its CPU was half idle, to wake-up latency).
         common::threaded_napi(&n.client_ns, &n.client_if, rig_cpu, true)?;
-        let server = common::ok_server(&n.front_ns, PORT, Some(target_cpu))?;
+        let (server, server_tid) = common::ok_server(&n.front_ns, PORT, Some(target_cpu))?;
         let spec = generator::lab_spec(
             v6,
             mac_of(&n.client_ns, &n.client_if)?,
@@ -108,6 +110,7 @@ impl Rig {
             rig_cpu,
             sink,
             _server: server,
+            server_tid,
             generator,
             v6,
             _no_halt: no_halt,
@@ -150,6 +153,7 @@ impl Rig {
             front_if: n.front_if.clone(),
             pass: None,
             tcpfront: None,
+            server_tid: self.server_tid,
         };
         match target {
             Target::Kernel | Target::Synproxy => {
@@ -187,9 +191,22 @@ pub struct Running {
     front_if: String,
     pass: Option<Pass>,
     tcpfront: Option<Tcpfront>,
+    server_tid: u32,
 }
 
 impl Running {
+    /// CPU time the target has used: its veth's NAPI thread (where the kernel's TCP and any
+    /// XDP program run), the listener, and tcpfront's threads. Measured per thread, so that
+    /// idle polling (the target CPU does not halt) is not counted.
+    pub fn cpu_time(&self) -> Duration {
+        let mut tids = common::threads_named(&format!("napi/{}-", self.front_if));
+        tids.push(self.server_tid);
+        if let Some(tf) = &self.tcpfront {
+            tids.extend(common::tasks(tf.proc.pid() as u32));
+        }
+        tids.into_iter().map(common::thread_cpu).sum()
+    }
+
     /// SYN-ACKs the target says it sent, since it started (or since boot for the kernel's
     /// own counters: callers take differences).
     pub fn answered(&self) -> anyhow::Result<u64> {

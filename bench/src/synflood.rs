@@ -39,8 +39,8 @@ pub struct Options {
 /// The default ladder: fine steps where the kernel saturates, coarse ones above.
 pub fn default_rates() -> Vec<u64> {
     [
-        50, 100, 150, 200, 250, 300, 400, 600, 800, 1_000, 1_500, 2_000, 2_500, 3_000, 4_000,
-        5_000, 6_000, 8_000, 10_000,
+        50, 75, 100, 125, 150, 175, 200, 250, 300, 400, 600, 800, 1_000, 1_250, 1_500, 2_000,
+        2_500, 3_000, 4_000, 5_000, 6_000, 8_000,
     ]
     .iter()
     .map(|k| k * 1000)
@@ -83,7 +83,7 @@ struct Step {
     /// SYN-ACKs the target counted / the sink received, per second.
     answered: f64,
     delivered: f64,
-    /// Busy share of the target CPU.
+    /// Share of its core the target used (CPU time of its threads per second).
     busy: f64,
     legit: Legit,
 }
@@ -247,7 +247,7 @@ fn measure(
     let front = rig.front();
     let a0 = running.answered()?;
     let s0 = rig.sink()?;
-    let b0 = common::cpu_busy(rig.target_cpu)?;
+    let b0 = running.cpu_time();
     let t0 = std::time::Instant::now();
     let legit = common::background(&rig.lab.names.client_ns, Some(rig.rig_cpu), move |stop| {
         let mut l = Legit::default();
@@ -283,10 +283,7 @@ fn measure(
     let mut legit = legit.finish()?;
     legit.connect.sort();
     let wall = t0.elapsed().as_secs_f64();
-    let busy = common::cpu_busy(rig.target_cpu)?
-        .saturating_sub(b0)
-        .as_secs_f64()
-        / wall;
+    let busy = running.cpu_time().saturating_sub(b0).as_secs_f64() / wall;
     let secs = elapsed.as_secs_f64().max(1e-9);
     let answered = running.answered()?.saturating_sub(a0);
     let delivered = rig.sink()?.syn_acks.saturating_sub(s0.syn_acks);

@@ -46,7 +46,7 @@ pub fn throughput(duration: Duration) -> anyhow::Result<()> {
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )?;
-    let _rr = common::ok_server(&lab.names.front_ns, RR_PORT, None)?;
+    let (_rr, _) = common::ok_server(&lab.names.front_ns, RR_PORT, None)?;
     std::thread::sleep(Duration::from_millis(300));
 
     let mut rows = Vec::new();

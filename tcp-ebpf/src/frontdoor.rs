@@ -204,6 +204,11 @@ fn cookie_ack(
     if !checksums_ok(ctx, seg, c) {
         return xdp_action::XDP_DROP;
     }
+    // Only a well-formed segment becomes a flow or gets an answer (one walk serves both).
+    let Ok(timestamps) = options::parse_ack(ctx, seg) else {
+        c.add(Counter::DropBadOptions);
+        return xdp_action::XDP_DROP;
+    };
     // SAFETY: helper without arguments.
     let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
     let Some(h) = cookie::check(ctx, seg, now_ns) else {
@@ -246,7 +251,7 @@ fn cookie_ack(
         value.client_wscale = ws;
         value.server_wscale = our_wscale(config);
     }
-    if let Some((tsval, tsecr)) = options::aligned_timestamps(ctx, seg) {
+    if let Some((tsval, tsecr)) = timestamps {
         // RFC 7323 §3.2: the client sends timestamps only if our SYN-ACK did, which it did
         // only if the SYN had them; TSecr echoes our SYN-ACK's TSval.
         value.flags |= FLOW_TIMESTAMPS;

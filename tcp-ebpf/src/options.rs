@@ -6,6 +6,7 @@
 //! `bpf_loop`, whose callback the verifier checks once instead of once per iteration.
 
 use aya_ebpf::{
+    bindings::xdp_md,
     helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
@@ -19,6 +20,7 @@ const BUF: usize = 64;
 const IDX: usize = BUF - 1;
 
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub struct TcpOptions {
     /// 0: no MSS option.
     pub mss: u16,
@@ -92,12 +94,26 @@ pub fn parse_syn(ctx: &XdpContext, seg: &Segment) -> Result<TcpOptions, BadOptio
         }
         _ => {}
     }
-    walk(ctx, seg.l4_off, seg.tcp_hlen)
+    walked(ctx, seg)
+}
+
+/// The options' bytes. Not zeroed: `bpf_xdp_load_bytes` fills the first `len`, and `step`
+/// reads no byte at or past `len` (zeroing would be a byte-loop memset call, which the
+/// verifier walks byte by byte).
+#[repr(C)]
+struct Buf(core::mem::MaybeUninit<[u64; BUF / 8]>);
+
+impl Buf {
+    #[inline(always)]
+    fn at(&self, i: usize) -> u8 {
+        // SAFETY: the index is masked into the buffer, and below `len` (see above).
+        unsafe { *self.0.as_ptr().cast::<u8>().add(i & IDX) }
+    }
 }
 
 #[repr(C)]
 struct Walk {
-    buf: [u8; BUF],
+    buf: Buf,
     len: usize,
     pos: usize,
     bad: bool,
@@ -105,12 +121,12 @@ struct Walk {
 }
 
 #[inline(always)]
-fn be16(b: &[u8; BUF], i: usize) -> u16 {
-    u16::from_be_bytes([b[i & IDX], b[(i + 1) & IDX]])
+fn be16(b: &Buf, i: usize) -> u16 {
+    u16::from_be_bytes([b.at(i), b.at(i + 1)])
 }
 
 #[inline(always)]
-fn be32(b: &[u8; BUF], i: usize) -> u32 {
+fn be32(b: &Buf, i: usize) -> u32 {
     ((be16(b, i) as u32) << 16) | be16(b, i + 2) as u32
 }
 
@@ -123,7 +139,7 @@ extern "C" fn step(_index: u32, ctx: *mut core::ffi::c_void) -> i64 {
     if i >= len {
         return 1;
     }
-    let kind = w.buf[i];
+    let kind = w.buf.at(i);
     if kind == 0 {
         return 1; // End of option list.
     }
@@ -135,21 +151,23 @@ extern "C" fn step(_index: u32, ctx: *mut core::ffi::c_void) -> i64 {
         w.bad = true;
         return 1;
     }
-    let olen = w.buf[(i + 1) & IDX] as usize;
+    let olen = w.buf.at(i + 1) as usize;
     if olen < 2 || i + olen > len {
         w.bad = true;
         return 1;
     }
     match (kind, olen) {
         (2, 4) => w.opts.mss = be16(&w.buf, i + 2),
-        (3, 3) => w.opts.wscale = shift(u32::from(w.buf[(i + 2) & IDX])),
+        (3, 3) => w.opts.wscale = shift(u32::from(w.buf.at(i + 2))),
         (4, 2) => w.opts.sack_ok = true,
         (8, 10) => {
             w.opts.timestamps = true;
             w.opts.tsval = be32(&w.buf, i + 2);
             w.opts.tsecr = be32(&w.buf, i + 6);
         }
-        (2 | 3 | 4 | 8, _) => {
+        // RFC 2018 §3: SACK blocks of 8 bytes after the kind and length, one at least.
+        (5, l) if l >= 10 && (l - 2) % 8 == 0 => {}
+        (2 | 3 | 4 | 5 | 8, _) => {
             w.bad = true;
             return 1;
         }
@@ -159,33 +177,61 @@ extern "C" fn step(_index: u32, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Walks the options of the TCP header (of `tcp_hlen` bytes, already checked to lie in the
-/// frame) at `l4_off`.
+/// The generic walk, as the callers want it.
 #[inline(always)]
-fn walk(ctx: &XdpContext, l4_off: usize, tcp_hlen: usize) -> Result<TcpOptions, BadOptions> {
+fn walked(ctx: &XdpContext, seg: &Segment) -> Result<TcpOptions, BadOptions> {
+    let mut opts = NONE;
+    if tcpfront_walk_options(ctx.ctx, seg.l4_off as u64, seg.tcp_hlen as u64, &mut opts) == 0 {
+        Ok(opts)
+    } else {
+        Err(BadOptions)
+    }
+}
+
+/// Walks the options of the TCP header (of `tcp_hlen` bytes, already checked to lie in the
+/// frame) at `l4_off` into `out`; 0 if they are well formed.
+///
+/// A global BPF function: the verifier checks it once, on its own, from its BTF signature
+/// (`xdp_md` context, scalars, a pointer to `TcpOptions`). A static function or inlined code
+/// is re-verified for every distinct caller state that reaches it, which multiplied with the
+/// SYN and ACK paths' states past the verifier's limit. Plain C types across the call: BTF
+/// cannot describe a Rust enum's layout, and the kernel refuses the object's BTF for one.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tcpfront_walk_options(
+    ctx: *mut xdp_md,
+    l4_off: u64,
+    tcp_hlen: u64,
+    out: *mut TcpOptions,
+) -> u64 {
+    // SAFETY: the verifier passes a pointer to 16 writable bytes or null.
+    let Some(out) = (unsafe { out.as_mut() }) else {
+        return 1;
+    };
     let mut w = Walk {
-        buf: [0; BUF],
-        len: tcp_hlen.saturating_sub(20) & IDX,
+        buf: Buf(core::mem::MaybeUninit::uninit()),
+        len: (tcp_hlen as usize).saturating_sub(20) & IDX,
         pos: 0,
         bad: false,
         opts: NONE,
     };
     if w.len == 0 {
-        return Ok(w.opts);
+        *out = NONE;
+        return 0;
     }
     if w.len > MAX_OPTIONS {
-        return Err(BadOptions);
+        return 1;
     }
     // SAFETY: buf holds BUF ≥ len bytes; `step` only touches `w`.
     unsafe {
         if bpf_xdp_load_bytes(
-            ctx.ctx,
-            (l4_off + 20) as u32,
-            w.buf.as_mut_ptr().cast(),
+            ctx,
+            (l4_off as u32).wrapping_add(20),
+            w.buf.0.as_mut_ptr().cast(),
             w.len as u32,
         ) != 0
         {
-            return Err(BadOptions);
+            return 1;
         }
         bpf_loop(
             MAX_OPTIONS as u32,
@@ -194,34 +240,32 @@ fn walk(ctx: &XdpContext, l4_off: usize, tcp_hlen: usize) -> Result<TcpOptions, 
             0,
         );
     }
-    if w.bad { Err(BadOptions) } else { Ok(w.opts) }
+    *out = w.opts;
+    u64::from(w.bad)
 }
 
-/// The timestamps option of a non-SYN segment, found where RFC 7323 Appendix A recommends
-/// it (`NOP NOP TS` or `TS` first), which is where every common stack puts it. Used on the
-/// cookie ACK: a segment that has it elsewhere is treated as having none, which only makes
-/// the flow's parameters conservative (no window scale, no SACK, the smallest cookie MSS).
+/// The options of a cookie ACK, checked as a SYN's are (a flow is made only from a
+/// well-formed segment): the usual layouts directly (none; `NOP NOP TS`, RFC 7323
+/// Appendix A), the rest by the generic walk. Returns its timestamps.
 #[inline(always)]
-pub fn aligned_timestamps(ctx: &XdpContext, seg: &Segment) -> Option<(u32, u32)> {
-    if seg.tcp_hlen < 32 {
-        return None;
-    }
-    let p = packet::at::<32>(ctx, seg.l4_off)?;
-    // SAFETY: 32 bytes checked; every load below ends by byte 32.
-    unsafe {
-        let w = u32::from_be(ld32::<20>(p) as u32);
-        if w == 0x0101_080a {
-            Some((
-                u32::from_be(ld32::<24>(p) as u32),
-                u32::from_be(ld32::<28>(p) as u32),
-            ))
-        } else if w >> 16 == 0x080a {
-            Some((
-                u32::from_be(ld32::<22>(p) as u32),
-                u32::from_be(ld32::<26>(p) as u32),
-            ))
-        } else {
-            None
+pub fn parse_ack(ctx: &XdpContext, seg: &Segment) -> Result<Option<(u32, u32)>, BadOptions> {
+    match seg.tcp_hlen {
+        20 => return Ok(None),
+        32 => {
+            if let Some(p) = packet::at::<32>(ctx, seg.l4_off) {
+                // SAFETY: 32 bytes checked; every load below ends by byte 32.
+                unsafe {
+                    if u32::from_be(ld32::<20>(p) as u32) == 0x0101_080a {
+                        return Ok(Some((
+                            u32::from_be(ld32::<24>(p) as u32),
+                            u32::from_be(ld32::<28>(p) as u32),
+                        )));
+                    }
+                }
+            }
         }
+        _ => {}
     }
+    let o = walked(ctx, seg)?;
+    Ok(o.timestamps.then_some((o.tsval, o.tsecr)))
 }

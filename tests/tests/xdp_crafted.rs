@@ -352,6 +352,56 @@ fn syn_to_a_protected_port_gets_a_cookie_syn_ack_and_its_ack_opens_a_flow() -> a
     Ok(())
 }
 
+/// The cookie ACK's options are held to the same rules as a SYN's: a flow is made only from
+/// a segment user space would accept (found by `cargo xtask fuzz-xdp`).
+#[test]
+fn a_cookie_ack_with_malformed_options_makes_no_flow() -> anyhow::Result<()> {
+    let h = Harness::protecting(&["0.0.0.0:80"])?;
+    let (syn, syn_ack) = syn_ack_round(&h, V4_CLIENT, V4_SERVER)?;
+    // `NOP NOP TS`, its length byte (header byte 23) made 9; then 11 (past the header).
+    for len in [9u8, 11] {
+        let mut f = cookie_ack(&syn, &syn_ack, false).emit();
+        assert_eq!(f[L4 + 22], 8, "the timestamps option where expected");
+        f[L4 + 23] = len;
+        refresh_checksums(&mut f);
+        let (verdict, _, delta) = h.run_counted(&f)?;
+        assert_eq!(verdict, XDP_DROP);
+        assert_eq!(delta.get("drop_bad_options"), Some(&1), "{delta:?}");
+        assert_eq!(delta.get("flow_inserted"), None);
+    }
+    assert!(h.flows()?.is_empty());
+    // The same ACK with its options moved (`TS NOP NOP`) is walked generically and accepted.
+    let mut f = cookie_ack(&syn, &syn_ack, false).emit();
+    f[L4 + 20..L4 + 32].rotate_left(2);
+    refresh_checksums(&mut f);
+    let (_, _, delta) = h.run_counted(&f)?;
+    assert_eq!(delta.get("flow_inserted"), Some(&1), "{delta:?}");
+    let flows = h.flows()?;
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].1.ts_recent, 0xabce, "timestamps found by the walk");
+    Ok(())
+}
+
+/// Mutated frames of every kind through the program, each answer and flow held to the
+/// user-space parser, and each unmutated seed to what it must get (tests/xdp/src/fuzz.rs;
+/// `cargo xtask fuzz-xdp` runs it for longer).
+#[test]
+fn fuzzed_frames_are_answered_only_as_user_space_parses_them() -> anyhow::Result<()> {
+    let r = xdp_harness::fuzz::run(100_000, 0x5eed)?;
+    assert!(
+        r.mismatches.is_empty(),
+        "{} mismatches, first: {:?}",
+        r.mismatches.len(),
+        r.mismatches.first()
+    );
+    // Every outcome was reached, so the oracle was exercised.
+    assert!(
+        r.answered > 10_000 && r.flows > 1_000 && r.dropped > 10_000,
+        "{r:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn syn_without_options_gets_mss_only_and_payload_is_cut() -> anyhow::Result<()> {
     let h = Harness::protecting(&["192.0.2.1:80"])?;
@@ -388,6 +438,17 @@ fn bad_syn_options_are_dropped() -> anyhow::Result<()> {
     let (verdict, _, delta) = h.run_counted(&f)?;
     assert_eq!(verdict, XDP_DROP);
     assert_eq!(delta.get("drop_bad_options"), Some(&1), "{delta:?}");
+
+    // RFC 2018 §3: a SACK option is 2 + 8n bytes, n ≥ 1. Linux's layout with its
+    // SACK-permitted option (bytes 24–25 of the header) turned into SACKs of bad lengths.
+    for (kind, len) in [(5u8, 2u8), (5, 12)] {
+        let mut f = frame(V4_CLIENT, V4_SERVER, linux_syn(4000, 80, 1, 1)).emit();
+        f[L4 + 24..L4 + 26].copy_from_slice(&[kind, len]);
+        refresh_checksums(&mut f);
+        let (verdict, _, delta) = h.run_counted(&f)?;
+        assert_eq!(verdict, XDP_DROP, "SACK length {len}");
+        assert_eq!(delta.get("drop_bad_options"), Some(&1), "{delta:?}");
+    }
 
     // A SYN carrying IPv4 options cannot be answered in place: dropped and counted.
     let mut syn = frame(V4_CLIENT, V4_SERVER, linux_syn(4000, 80, 1, 1));

@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod lab;
 mod setup;
 mod test;
@@ -44,6 +45,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Differential fuzz of the XDP program against the user-space parser (`--frames N`,
+    /// `--seed S`); exits non-zero on any mismatch.
+    FuzzXdp {
+        /// Options for the fuzzer.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Set up, build and run the whole test suite.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -61,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Command::Run { args } => lab::run(&args),
         Command::Demo => demo::demo(),
         Command::Bench { args } => bench::bench(&args),
+        Command::FuzzXdp { args } => fuzz::fuzz_xdp(&args),
         Command::Test { args } => test::test(&args),
     };
     match result {

@@ -512,18 +512,15 @@ impl Queue {
         let Some(c) = self.conn_mut(id) else {
             return;
         };
-        match &mut c.upstream {
-            UpstreamConn::Connecting(_) if writable || readable => {
-                if c.connected() == Outcome::Failed {
-                    self.upstream_failed(id);
-                    return;
-                }
+        if matches!(c.upstream, UpstreamConn::Connecting(_)) {
+            // The connect finished, one way or the other.
+            if (writable || readable) && c.connected() == Outcome::Failed {
+                self.upstream_failed(id);
+                return;
             }
-            UpstreamConn::Open(o) => {
-                o.readable |= readable;
-                o.writable |= writable;
-            }
-            _ => {}
+        } else if let UpstreamConn::Open(o) = &mut c.upstream {
+            o.readable |= readable;
+            o.writable |= writable;
         }
         self.mark_ready(id);
     }
