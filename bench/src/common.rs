@@ -28,11 +28,11 @@ pub fn names() -> LabNames {
     }
 }
 
-/// A fresh benchmark lab (a leftover of an interrupted run is removed first); with
-/// `tcpfront`, its pass-through program goes on the client veth.
-pub fn lab(tcpfront: Option<&std::path::Path>) -> anyhow::Result<Lab> {
+/// A fresh benchmark lab with `queues` queues on each veth end (a leftover of an interrupted
+/// run is removed first); with `tcpfront`, its pass-through program goes on the client veth.
+pub fn lab(tcpfront: Option<&std::path::Path>, queues: u32) -> anyhow::Result<Lab> {
     lab::destroy(&names());
-    Lab::create(names(), false, tcpfront)
+    Lab::create(names(), false, tcpfront, queues)
 }
 
 /// The tcpfront binary `cargo xtask bench` built.

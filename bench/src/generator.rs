@@ -177,15 +177,20 @@ impl Generator {
         Ok(map.get(&0, 0)?)
     }
 
-    /// Runs the program once without sending (BPF_PROG_TEST_RUN on a zeroed frame of the
-    /// template's length) and returns the frame it wrote: what the flood sends.
-    pub fn sample(&mut self) -> anyhow::Result<Vec<u8>> {
+    /// Runs the program `n` times without sending (BPF_PROG_TEST_RUN, each on a frame of the
+    /// template's length filled with `stale`, as the page returning from the peer holds an
+    /// old frame) and returns the frames it wrote: what the flood sends.
+    pub fn sample(&mut self, n: usize, stale: u8) -> anyhow::Result<Vec<Vec<u8>>> {
         self.set_pacing(Pacing {
             limit: u64::MAX,
             rng: seed(),
             ..Pacing::default()
         })?;
-        let (verdict, out) = test_run::run(self.prog()?.fd()?.as_fd(), &vec![0u8; self.len])?;
+        (0..n).map(|_| self.sample_one(stale)).collect()
+    }
+
+    fn sample_one(&self, stale: u8) -> anyhow::Result<Vec<u8>> {
+        let (verdict, out) = test_run::run(self.prog()?.fd()?.as_fd(), &vec![stale; self.len])?;
         if verdict != XDP_TX {
             bail!("flood_gen returned {verdict}, not XDP_TX");
         }

@@ -73,7 +73,8 @@ impl Rig {
             bail!("the rig needs two CPUs (one for the target, one for the rest)");
         }
         let (target_cpu, rig_cpu) = (cpus - 1, 0);
-        let lab = common::lab(None)?;
+        // One queue: the whole front side is the one target core.
+        let lab = common::lab(None, 1)?;
         let n = lab.names.clone();
         spoofed_neighbours(&lab)?;
         for (key, value) in [

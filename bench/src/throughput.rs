@@ -38,7 +38,7 @@ struct Row {
 
 pub fn throughput(duration: Duration) -> anyhow::Result<()> {
     let bin = common::tcpfront_bin();
-    let lab = common::lab(Some(&bin))?;
+    let lab = common::lab(Some(&bin), tcpfront_tests::lab::queue_per_cpu())?;
     let _iperf = ChildGuard::spawn(
         "iperf3 server",
         command_in(&lab.names.front_ns, "iperf3")

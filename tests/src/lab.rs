@@ -55,6 +55,11 @@ impl LabNames {
     }
 }
 
+/// One queue per CPU, as a NIC's RSS would be set up (at least one).
+pub fn queue_per_cpu() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
 pub struct Lab {
     pub names: LabNames,
     /// Keep the namespaces when dropped (the xtask lab).
@@ -62,27 +67,28 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Creates both namespaces, the veth pair (MTU 1500) and the addresses. With `tcpfront`,
-    /// also attaches the pass-through XDP program to the client side, without which veth
-    /// drops the XDP_TX frames tcpfront sends back.
+    /// Creates both namespaces, the veth pair (MTU 1500, `queues` RX and TX queues on each
+    /// end) and the addresses. With `tcpfront`, also attaches the pass-through XDP program to
+    /// the client side, without which veth drops the XDP_TX frames tcpfront sends back.
     pub fn create(
         names: LabNames,
         persistent: bool,
         tcpfront: Option<&Path>,
+        queues: u32,
     ) -> anyhow::Result<Self> {
         let lab = Lab { names, persistent };
         // Drop destroys whatever part was made if a later step fails.
-        lab.build(tcpfront)
+        lab.build(tcpfront, queues.max(1))
             .with_context(|| format!("creating lab {}", lab.names.front_ns))?;
         Ok(lab)
     }
 
-    /// A uniquely named lab for one test, destroyed on drop.
+    /// A uniquely named lab for one test, destroyed on drop, with a queue per CPU.
     pub fn unique(tcpfront: Option<&Path>) -> anyhow::Result<Self> {
-        Self::create(LabNames::unique(), false, tcpfront)
+        Self::create(LabNames::unique(), false, tcpfront, queue_per_cpu())
     }
 
-    fn build(&self, tcpfront: Option<&Path>) -> anyhow::Result<()> {
+    fn build(&self, tcpfront: Option<&Path>, queues: u32) -> anyhow::Result<()> {
         let n = &self.names;
         ip(&["netns", "add", &n.client_ns])?;
         ip(&["netns", "add", &n.front_ns])?;
@@ -94,6 +100,10 @@ impl Lab {
             &n.client_ns,
             "mtu",
             "1500",
+            "numtxqueues",
+            &queues.to_string(),
+            "numrxqueues",
+            &queues.to_string(),
             "type",
             "veth",
             "peer",
@@ -103,7 +113,17 @@ impl Lab {
             &n.front_ns,
             "mtu",
             "1500",
+            "numtxqueues",
+            &queues.to_string(),
+            "numrxqueues",
+            &queues.to_string(),
         ])?;
+        // veth delivers a frame to the peer's RX queue of the sender's TX queue, which the
+        // kernel picks from the socket's hash; by default it re-draws that hash on a
+        // retransmission timeout (and on some duplicates), moving a live connection to another
+        // queue, where a NIC's RSS would keep hashing its 4-tuple to the same one. Keep the
+        // hash, as RSS would.
+        netns::run(netns::command_in(&n.client_ns, "sysctl").args(["-qw", "net.core.txrehash=0"]))?;
         for (ns, ifname, v4, v6) in [
             (&n.client_ns, &n.client_if, CLIENT_V4, CLIENT_V6),
             (&n.front_ns, &n.front_if, FRONT_V4, FRONT_V6),

@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 use tcp_common::maps::{FlowKey, FlowValue};
 use tcpfront_impair::{Impairment, Profile};
 use tcpfront_tests::{
-    lab::Lab,
+    lab::{Lab, LabNames, queue_per_cpu},
     netns::{command_in, run_in, spawn_in},
     process::{ChildGuard, Tcpfront, tcpfront_bin},
 };
@@ -40,10 +40,14 @@ impl std::ops::Deref for SerialLab {
 }
 
 fn lab() -> anyhow::Result<SerialLab> {
+    lab_with_queues(queue_per_cpu())
+}
+
+fn lab_with_queues(queues: u32) -> anyhow::Result<SerialLab> {
     // A failed test poisons the lock; the next one may still run.
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     Ok(SerialLab {
-        lab: Lab::unique(Some(&tcpfront_bin()))?,
+        lab: Lab::create(LabNames::unique(), false, Some(&tcpfront_bin()), queues)?,
         _guard: guard,
     })
 }
@@ -542,6 +546,54 @@ fn thousand_concurrent_connections_all_complete() -> anyhow::Result<()> {
         1000,
         "{stats}"
     );
+    assert!(tf.stop()?.success());
+    Ok(())
+}
+
+/// Two queues on each veth end (whatever the CPU count), one engine thread per queue: the
+/// client's connections spread over both, and every frame of a connection reaches the queue
+/// that owns it (none is dropped as misrouted), over many round trips each.
+#[test]
+fn connections_spread_over_the_queues_and_stay_on_theirs() -> anyhow::Result<()> {
+    let lab = lab_with_queues(2)?;
+    let tf = start(&lab, "echo", &[])?;
+    let addr = client_addr(&lab, false);
+    let rounds = run_in(&lab.names.client_ns, move || {
+        let mut conns = (0..200u32)
+            .map(|_| connect(addr))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut rounds = 0;
+        for round in 0..20u32 {
+            for (i, s) in conns.iter_mut().enumerate() {
+                s.write_all(&(i as u32 ^ round << 16).to_be_bytes().repeat(100))?;
+            }
+            for (i, s) in conns.iter_mut().enumerate() {
+                let mut buf = vec![0u8; 400];
+                s.read_exact(&mut buf)?;
+                anyhow::ensure!(buf == (i as u32 ^ round << 16).to_be_bytes().repeat(100));
+                rounds += 1;
+            }
+        }
+        Ok(rounds)
+    })?;
+    assert_eq!(rounds, 200 * 20);
+    let stats = tf.stats()?;
+    let queues = stats["engine"]["queues"]
+        .as_array()
+        .context("per-queue stats")?
+        .clone();
+    assert_eq!(queues.len(), 2, "{stats}");
+    for q in &queues {
+        assert!(q["opened"].as_u64() > Some(20), "an idle queue: {stats}");
+        assert_eq!(q["misrouted"].as_u64(), Some(0), "{stats}");
+    }
+    let opened: u64 = queues.iter().filter_map(|q| q["opened"].as_u64()).sum();
+    assert_eq!(opened, 200);
+    // Each queue's thread runs on its own CPU where there are two.
+    if queue_per_cpu() >= 2 {
+        assert_ne!(queues[0]["cpu"], queues[1]["cpu"], "{stats}");
+    }
+    assert_eq!(Tcpfront::counter(&stats, "cookie_ack_valid"), 200);
     assert!(tf.stop()?.success());
     Ok(())
 }

@@ -47,7 +47,7 @@ pub fn demo() -> anyhow::Result<()> {
     // An interrupted earlier demo may have left its lab.
     lab::destroy(&names());
     step("lab up: client namespace <-veth-> front-end namespace");
-    let lab = Lab::create(names(), false, Some(&bin))?;
+    let lab = Lab::create(names(), false, Some(&bin), lab::queue_per_cpu())?;
     println!(
         "    {} {} {} / {}   <->   {} {} {} / {}",
         lab.names.client_ns,

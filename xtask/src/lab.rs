@@ -44,7 +44,7 @@ fn up(bin: &std::path::Path) -> anyhow::Result<()> {
         eprintln!("xtask: lab already up");
         return status(&names);
     }
-    Lab::create(names.clone(), true, Some(bin))?;
+    Lab::create(names.clone(), true, Some(bin), lab::queue_per_cpu())?;
     eprintln!(
         "xtask: lab up: {} ({} {CLIENT_V4} {CLIENT_V6}) <-veth-> {} ({} {FRONT_V4} {FRONT_V6})",
         names.client_ns, names.client_if, names.front_ns, names.front_if

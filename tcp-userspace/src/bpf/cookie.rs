@@ -210,10 +210,7 @@ mod tests {
                 }
                 _ => unreachable!(),
             };
-            assert_eq!(
-                bits | (h as u32 & COOKIE_MAC_MASK),
-                cookie(k, &input)
-            );
+            assert_eq!(bits | (h as u32 & COOKIE_MAC_MASK), cookie(k, &input));
         }
     }
 

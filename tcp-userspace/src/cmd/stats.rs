@@ -98,6 +98,10 @@ fn engine_fields(e: &EngineStats) -> Vec<(&'static str, u64)> {
         ("rst_no_conn", e.rst_no_conn),
         ("retransmits", e.retransmits),
         ("bad_frames", e.bad_frames),
+        ("misrouted", e.misrouted),
+        ("tx_full", e.tx_full),
+        ("upstream_failed", e.upstream_failed),
+        ("reopened", e.reopened),
         ("connections", e.connections),
         ("time_wait", e.time_wait),
     ]
@@ -161,6 +165,14 @@ pub fn to_table(r: &Reading, rates: Option<&Rates>) -> String {
             }
             for (state, n) in &e.states {
                 let _ = writeln!(out, "    {state:<20} {n:>14}");
+            }
+            for q in &e.queues {
+                let cpu = q.cpu.map_or("any".to_string(), |c| c.to_string());
+                let _ = writeln!(
+                    out,
+                    "  queue {:<3} cpu {cpu:<4} opened {:>10}  connections {:>8}  misrouted {:>6}",
+                    q.queue, q.opened, q.connections, q.misrouted
+                );
             }
         }
         None => {

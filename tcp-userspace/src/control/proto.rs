@@ -139,6 +139,20 @@ pub struct EngineStats {
     pub time_wait: u64,
     /// Connections per state name (states with none are left out).
     pub states: BTreeMap<String, u64>,
+    /// Per AF_XDP queue: how the connections spread over the queues' threads.
+    #[serde(default)]
+    pub queues: Vec<QueueCounts>,
+}
+
+/// One queue's share of the connections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub queue: u32,
+    /// The CPU its thread is pinned to, if it is.
+    pub cpu: Option<u32>,
+    pub opened: u64,
+    pub connections: u64,
+    pub misrouted: u64,
 }
 
 impl EngineStats {
@@ -159,6 +173,8 @@ impl EngineStats {
         for (k, v) in &o.states {
             *self.states.entry(k.clone()).or_default() += v;
         }
+        self.queues.extend(o.queues.iter().cloned());
+        self.queues.sort_by_key(|q| q.queue);
     }
 }
 

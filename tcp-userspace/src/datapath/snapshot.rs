@@ -1,7 +1,7 @@
 //! What a queue's loop reports to the control socket: its connections and counters.
 
 use crate::{
-    control::proto::{ConnInfo, EngineStats},
+    control::proto::{ConnInfo, EngineStats, QueueCounts},
     engine::{State, Tcb},
 };
 
@@ -41,6 +41,13 @@ impl Queue {
             reopened: self.stats.reopened,
             connections: self.engine.len() as u64,
             time_wait: self.engine.count_in(State::TimeWait) as u64,
+            queues: vec![QueueCounts {
+                queue: self.cfg.queue,
+                cpu: self.cfg.cpu.map(|c| c as u32),
+                opened: c.opened,
+                connections: self.engine.len() as u64,
+                misrouted: self.stats.misrouted,
+            }],
             ..EngineStats::default()
         };
         for s in State::ALL {

@@ -248,8 +248,15 @@ fn mutate(f: &mut Vec<u8>, rng: &mut Rng) {
             7 => {
                 // The flags.
                 if l4 + 14 <= f.len() {
-                    f[l4 + 13] = [SYN, ACK, SYN | ACK, RST, FIN, SYN | FIN, rng.next_u64() as u8]
-                        [rng.below(7) as usize];
+                    f[l4 + 13] = [
+                        SYN,
+                        ACK,
+                        SYN | ACK,
+                        RST,
+                        FIN,
+                        SYN | FIN,
+                        rng.next_u64() as u8,
+                    ][rng.below(7) as usize];
                 }
             }
             _ => {
@@ -257,7 +264,8 @@ fn mutate(f: &mut Vec<u8>, rng: &mut Rng) {
                 if l4 + 21 < f.len() {
                     let i = l4 + 20 + rng.below((f.len() - l4 - 20) as u64).min(40) as usize;
                     if i < f.len() {
-                        f[i] = [0, 1, 2, 3, 4, 5, 8, 10, rng.next_u64() as u8][rng.below(9) as usize];
+                        f[i] =
+                            [0, 1, 2, 3, 4, 5, 8, 10, rng.next_u64() as u8][rng.below(9) as usize];
                     }
                 }
             }
