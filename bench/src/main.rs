@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
-use tcpfront_bench::{micro, rig::Target, synflood, throughput};
+use tcpfront_bench::{idle, micro, proxies::Proxy, rig::Target, synflood, throughput, upstreams};
 
 #[derive(Parser)]
 #[command(
@@ -38,11 +38,41 @@ enum Command {
         )]
         targets: Vec<String>,
     },
-    /// Bulk throughput (iperf3, 1 and 8 streams) and new connections per second.
+    /// Bulk throughput (iperf3, 1 and 8 streams, both directions) and new connections per
+    /// second (wrk against nginx), direct and through HAProxy, nginx stream and tcpfront.
     Throughput {
         /// Length of each measurement, in seconds.
         #[arg(long, default_value_t = 5)]
         duration: u64,
+        /// Targets, in order (direct, haproxy, nginx, tcpfront).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "direct,haproxy,nginx,tcpfront"
+        )]
+        targets: Vec<String>,
+    },
+    /// What idle connections cost: each proxy's CPU and new-connection latency with 0,
+    /// 1,000 and 10,000 idle connections.
+    Idle {
+        /// Idle connection counts, in order (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "0,1000,10000")]
+        counts: Vec<usize>,
+        /// Targets (haproxy, nginx, tcpfront).
+        #[arg(long, value_delimiter = ',', default_value = "tcpfront,haproxy")]
+        targets: Vec<String>,
+        /// Seconds the idle CPU is measured for, per step.
+        #[arg(long, default_value_t = 10)]
+        quiet_secs: u64,
+        /// New connections timed per step.
+        #[arg(long, default_value_t = 300)]
+        probes: usize,
+    },
+    /// (Internal) the benchmarks' echo upstream, run in the lab by `bench idle`.
+    #[command(hide = true)]
+    ServeEcho {
+        #[arg(long)]
+        port: u16,
     },
     /// The XDP SYN path's cost per SYN without a rig (BPF_PROG_TEST_RUN), IPv4 and IPv6.
     XdpCost {
@@ -58,6 +88,22 @@ fn target(name: &str) -> anyhow::Result<Target> {
         .ok_or_else(|| {
             anyhow::anyhow!("--targets: unknown target {name:?} (kernel, synproxy, tcpfront)")
         })
+}
+
+fn proxies_named(names: &[String]) -> anyhow::Result<Vec<Proxy>> {
+    names
+        .iter()
+        .map(|n| {
+            Proxy::ALL
+                .into_iter()
+                .find(|p| p.key() == n)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--targets: unknown target {n:?} (direct, haproxy, nginx, tcpfront)"
+                    )
+                })
+        })
+        .collect()
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -86,12 +132,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect::<Result<_, _>>()?,
             })
         }
-        Command::Throughput { duration } => {
+        Command::Throughput { duration, targets } => {
             if duration == 0 {
                 bail!("--duration must be positive");
             }
-            throughput::throughput(Duration::from_secs(duration))
+            throughput::throughput(Duration::from_secs(duration), &proxies_named(&targets)?)
         }
+        Command::Idle {
+            counts,
+            targets,
+            quiet_secs,
+            probes,
+        } => {
+            if quiet_secs == 0 || probes < 2 {
+                bail!("--quiet-secs must be positive and --probes at least 2");
+            }
+            let targets = proxies_named(&targets)?;
+            if targets.contains(&Proxy::Direct) {
+                bail!("--targets: idle connections need a proxy (haproxy, nginx, tcpfront)");
+            }
+            idle::idle(&idle::Options {
+                counts,
+                targets,
+                quiet: Duration::from_secs(quiet_secs),
+                probes,
+            })
+        }
+        Command::ServeEcho { port } => upstreams::serve_echo(port),
         Command::XdpCost { repeat } => {
             for (family, v6) in [("IPv4", false), ("IPv6", true)] {
                 let ns = micro::tcpfront_syn_ns(v6, repeat)?;
@@ -103,12 +170,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("cargo xtask bench: error: this needs root (network namespaces, XDP)");
         return std::process::ExitCode::FAILURE;
     }
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cargo xtask bench: error: {e:#}");

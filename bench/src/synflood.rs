@@ -119,12 +119,23 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn capacity(&self) -> f64 {
+    fn capacity_step(&self) -> Option<&Step> {
         self.steps
             .iter()
             .filter(|s| s.answered_share() >= WITHIN)
-            .map(|s| s.offered)
-            .fold(0.0, f64::max)
+            .max_by(|a, b| a.offered.total_cmp(&b.offered))
+    }
+
+    fn capacity(&self) -> f64 {
+        self.capacity_step().map_or(0.0, |s| s.offered)
+    }
+
+    /// SYN-ACKs per second of the target core's busy time, at the capacity step: what one
+    /// fully busy core would answer when the rig, not the target, ends the ladder.
+    fn per_busy_core(&self) -> f64 {
+        self.capacity_step()
+            .filter(|s| s.busy > 0.0)
+            .map_or(0.0, |s| s.answered / s.busy)
     }
 }
 
@@ -357,9 +368,10 @@ fn report(outcomes: &[Outcome], micro: &[(&str, f64)], opts: &Options) -> anyhow
     for o in outcomes {
         let _ = writeln!(
             t,
-            "  {:<22} {:>10.0} SYN/s   XDP program {:>6} ns/packet (bpf_stats)",
+            "  {:<22} {:>10.0} SYN/s   {:>10.0} SYN-ACK/s per busy core   XDP program {:>6} ns/packet (bpf_stats)",
             o.target.name(),
             o.capacity(),
+            o.per_busy_core(),
             o.xdp_ns_per_packet
                 .map_or("-".into(), |ns| format!("{ns:.0}"))
         );
@@ -367,8 +379,14 @@ fn report(outcomes: &[Outcome], micro: &[(&str, f64)], opts: &Options) -> anyhow
     if let (Some(tf), Some(k)) = (find(Target::Tcpfront), find(Target::Kernel)) {
         let _ = writeln!(
             t,
-            "  tcpfront / kernel: {}",
-            ratio(tf.capacity(), k.capacity())
+            "  tcpfront / kernel: {} (capacity; {}){}",
+            ratio(tf.capacity(), k.capacity()),
+            ratio(tf.per_busy_core(), k.per_busy_core()),
+            if tf.stopped.starts_with("generator") {
+                " in SYN-ACKs per busy core: tcpfront's ladder ended at the generator's limit, not its own"
+            } else {
+                " in SYN-ACKs per busy core"
+            }
         );
         if let Some(s) = find(Target::Synproxy) {
             let _ = writeln!(
@@ -416,6 +434,7 @@ fn report(outcomes: &[Outcome], micro: &[(&str, f64)], opts: &Options) -> anyhow
         "targets": outcomes.iter().map(|o| json!({
             "target": o.target.key(),
             "capacity_pps": o.capacity(),
+            "syn_acks_per_busy_core_second": o.per_busy_core(),
             "xdp_ns_per_packet": o.xdp_ns_per_packet,
             "stopped": o.stopped,
             "unflooded_legit": o.unflooded.json(),

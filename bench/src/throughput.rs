@@ -1,96 +1,112 @@
 //! `cargo xtask bench throughput`: bulk transfer (iperf3, 1 and 8 streams, both directions)
-//! and new connections per second (short request/response), through tcpfront and straight to
-//! the kernel listener, over the same lab veth.
+//! and new connections per second (wrk, one HTTP request per connection, nginx answering),
+//! straight to the upstream and through HAProxy, nginx `stream` and tcpfront, in one lab and
+//! one run. The lab's veths have a queue per CPU; everything floats over both CPUs as it
+//! would on a small server (tcpfront pins a thread per queue, as it does by default).
 
-use std::{
-    fmt::Write as _,
-    net::SocketAddr,
-    process::Stdio,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{fmt::Write as _, time::Duration};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use tcpfront_tests::{
     lab::{self, Lab},
-    netns::{command_in, spawn_in},
-    process::{ChildGuard, Tcpfront},
+    netns::command_in,
 };
 
-use crate::common::{self, ratio};
+use crate::{
+    common::{self, ratio},
+    proxies::{self, Proxy},
+    upstreams,
+};
 
-const IPERF_PORT: u16 = 5201;
-const IPERF_VIA_TCPFRONT: u16 = 5202;
-const RR_PORT: u16 = 9000;
-const RR_VIA_TCPFRONT: u16 = 9001;
-const RR_CLIENTS: usize = 4;
-
+/// One measurement: a value per proxy, and the proxy's CPU use meanwhile.
 struct Row {
     name: &'static str,
     unit: &'static str,
-    kernel: f64,
-    tcpfront: f64,
+    values: Vec<(Proxy, Sample)>,
 }
 
-pub fn throughput(duration: Duration) -> anyhow::Result<()> {
-    let bin = common::tcpfront_bin();
-    let lab = common::lab(Some(&bin), tcpfront_tests::lab::queue_per_cpu())?;
-    let _iperf = ChildGuard::spawn(
-        "iperf3 server",
-        command_in(&lab.names.front_ns, "iperf3")
-            .args(["-s", "-p", &IPERF_PORT.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )?;
-    let (_rr, _) = common::ok_server(&lab.names.front_ns, RR_PORT, None)?;
-    std::thread::sleep(Duration::from_millis(300));
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    value: f64,
+    /// The proxy's processes' CPU, in cores (0 for Direct).
+    cpu_cores: f64,
+}
 
-    let mut rows = Vec::new();
-    for (name, streams, reverse) in [
-        ("upload, 1 stream", 1, false),
-        ("download, 1 stream", 1, true),
-        ("upload, 8 streams", 8, false),
-        ("download, 8 streams", 8, true),
-    ] {
-        eprintln!("xtask: bench throughput: {name} ...");
-        let kernel = iperf(&lab, IPERF_PORT, streams, reverse, duration)?;
-        let tf = start(&lab, IPERF_VIA_TCPFRONT, IPERF_PORT)?;
-        let via = iperf(&lab, IPERF_VIA_TCPFRONT, streams, reverse, duration);
-        tf.stop()?;
-        rows.push(Row {
+impl Row {
+    fn get(&self, p: Proxy) -> Option<Sample> {
+        self.values.iter().find(|(q, _)| *q == p).map(|(_, s)| *s)
+    }
+}
+
+const IPERF_ROWS: [(&str, u32, bool); 4] = [
+    ("upload, 1 stream", 1, false),
+    ("download, 1 stream", 1, true),
+    ("upload, 8 streams", 8, false),
+    ("download, 8 streams", 8, true),
+];
+const CONN_ROW: &str = "connections/s (HTTP, Connection: close)";
+
+pub fn throughput(duration: Duration, targets: &[Proxy]) -> anyhow::Result<()> {
+    let bin = common::tcpfront_bin();
+    let lab = common::lab(Some(&bin), lab::queue_per_cpu())?;
+    let _iperf = upstreams::iperf(&lab)?;
+    let _http = upstreams::http(&lab)?;
+
+    let mut rows: Vec<Row> = IPERF_ROWS
+        .iter()
+        .map(|(name, _, _)| Row {
             name,
             unit: "Gbit/s",
-            kernel: kernel / 1e9,
-            tcpfront: via? / 1e9,
-        });
-    }
-    eprintln!("xtask: bench throughput: connections per second ...");
-    let kernel = conn_rate(&lab, RR_PORT, duration)?;
-    let tf = start(&lab, RR_VIA_TCPFRONT, RR_PORT)?;
-    let via = conn_rate(&lab, RR_VIA_TCPFRONT, duration);
-    tf.stop()?;
-    rows.push(Row {
-        name: "new connections (request/response)",
-        unit: "conn/s",
-        kernel,
-        tcpfront: via?,
-    });
-    drop(lab);
-    report(&rows, duration)
-}
+            values: Vec::new(),
+        })
+        .chain([Row {
+            name: CONN_ROW,
+            unit: "conn/s",
+            values: Vec::new(),
+        }])
+        .collect();
+    for &proxy in targets {
+        let running = proxies::start(&lab, proxy, upstreams::IPERF)
+            .with_context(|| format!("starting {}", proxy.label()))?;
+        for (i, (name, streams, reverse)) in IPERF_ROWS.iter().enumerate() {
+            eprintln!("bench throughput: {}: {name} ...", proxy.label());
+            let cpu0 = running.cpu_time();
+            let bps = iperf(
+                &lab,
+                proxy.port(upstreams::IPERF),
+                *streams,
+                *reverse,
+                duration,
+            )?;
+            let cpu = (running.cpu_time() - cpu0).as_secs_f64() / duration.as_secs_f64();
+            rows[i].values.push((
+                proxy,
+                Sample {
+                    value: bps / 1e9,
+                    cpu_cores: cpu,
+                },
+            ));
+        }
+        running.stop()?;
 
-fn start(lab: &Lab, port: u16, upstream: u16) -> anyhow::Result<Tcpfront> {
-    let listen = format!("0.0.0.0:{port}");
-    let upstream = format!("127.0.0.1:{upstream}");
-    // Connections per second leave many TIME-WAITs behind; keep them short.
-    Tcpfront::start(
-        lab,
-        &["--listen", &listen, "--upstream", &upstream, "--msl", "1s"],
-    )
+        eprintln!("bench throughput: {}: {CONN_ROW} ...", proxy.label());
+        let running = proxies::start(&lab, proxy, upstreams::HTTP)
+            .with_context(|| format!("starting {}", proxy.label()))?;
+        let cpu0 = running.cpu_time();
+        let rate = wrk(&lab, proxy.port(upstreams::HTTP), duration)?;
+        let cpu = (running.cpu_time() - cpu0).as_secs_f64() / duration.as_secs_f64();
+        rows[IPERF_ROWS.len()].values.push((
+            proxy,
+            Sample {
+                value: rate,
+                cpu_cores: cpu,
+            },
+        ));
+        running.stop()?;
+    }
+    drop(lab);
+    report(&rows, targets, duration)
 }
 
 /// Received bits per second of an iperf3 run from the client namespace.
@@ -118,54 +134,103 @@ fn iperf(
         .context("no sum_received in iperf3's output")
 }
 
-/// Completed connect + request + response + close per second, from RR_CLIENTS threads.
-fn conn_rate(lab: &Lab, port: u16, duration: Duration) -> anyhow::Result<f64> {
-    let addr = SocketAddr::new(lab::FRONT_V4.into(), port);
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let t0 = Instant::now();
-    let workers: Vec<_> = (0..RR_CLIENTS)
-        .map(|_| {
-            let (done, failed) = (done.clone(), failed.clone());
-            spawn_in(&lab.names.client_ns, move || {
-                while t0.elapsed() < duration {
-                    match common::request(addr, Duration::from_secs(3)) {
-                        Ok(_) => done.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-                Ok(())
-            })
+/// Requests per second of `wrk -t1 -c32`, each on its own connection (`Connection: close`):
+/// connect, request, `200 ok`, close. Errors are reported, and fail the run above 1%.
+fn wrk(lab: &Lab, port: u16, duration: Duration) -> anyhow::Result<f64> {
+    let url = format!("http://{}:{port}/", lab::FRONT_V4);
+    let out = command_in(&lab.names.client_ns, "wrk")
+        .args(["-t1", "-c32", "-H", "Connection: close"])
+        .args(["-d", &format!("{}s", duration.as_secs())])
+        .arg(&url)
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "wrk {url} failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let field = |prefix: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    let rate = field("Requests/sec:").context("no Requests/sec in wrk's output")?;
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let errors: f64 = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            if l.starts_with("Socket errors:") {
+                Some(
+                    l.split(',')
+                        .filter_map(|p| p.split_whitespace().last()?.parse::<f64>().ok())
+                        .sum(),
+                )
+            } else {
+                l.strip_prefix("Non-2xx or 3xx responses:")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            }
         })
-        .collect();
-    for w in workers {
-        w.join()
-            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+        .sum();
+    if errors > 0.0 {
+        eprintln!("bench throughput: {url}: {errors} errors in {requests} requests");
     }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let failed = failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        eprintln!("xtask: bench throughput: {failed} request(s) to port {port} failed");
+    if requests > 0.0 && errors / requests > 0.01 {
+        bail!("{url}: {errors} errors in {requests} requests:\n{text}");
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
+    Ok(rate)
 }
 
-fn report(rows: &[Row], duration: Duration) -> anyhow::Result<()> {
+fn report(rows: &[Row], targets: &[Proxy], duration: Duration) -> anyhow::Result<()> {
     let mut t = String::new();
+    let _ = write!(t, "{:<40}", "measurement");
+    for p in targets {
+        let _ = write!(t, " {:>14}", p.label());
+    }
+    let compare: Vec<Proxy> = [Proxy::Haproxy, Proxy::Nginx]
+        .into_iter()
+        .filter(|p| targets.contains(p) && targets.contains(&Proxy::Tcpfront))
+        .collect();
+    for p in &compare {
+        let _ = write!(t, " {:>12}", format!("tf/{}", p.key()));
+    }
+    let _ = writeln!(t);
+    for r in rows {
+        let _ = write!(t, "{:<40}", r.name);
+        for &p in targets {
+            let v = r.get(p).map_or(0.0, |s| s.value);
+            let _ = write!(t, " {:>14}", format!("{v:.2} {}", short(r.unit)));
+        }
+        let tf = r.get(Proxy::Tcpfront).map_or(0.0, |s| s.value);
+        for &p in &compare {
+            let _ = write!(t, " {:>12}", ratio(tf, r.get(p).map_or(0.0, |s| s.value)));
+        }
+        let _ = writeln!(t);
+    }
     let _ = writeln!(
         t,
-        "{:<36} {:>15} {:>15} {:>18}",
-        "measurement", "kernel", "tcpfront", "tcpfront / kernel"
+        "\nthe proxy's CPU meanwhile (cores; the machine has {}):",
+        common::cpus()
     );
     for r in rows {
-        let _ = writeln!(
-            t,
-            "{:<36} {:>15} {:>15} {:>18}",
-            r.name,
-            format!("{:.2} {}", r.kernel, short(r.unit)),
-            format!("{:.2} {}", r.tcpfront, short(r.unit)),
-            ratio(r.tcpfront, r.kernel)
-        );
+        let _ = write!(t, "{:<40}", r.name);
+        for &p in targets {
+            let c = r.get(p).map_or(0.0, |s| s.cpu_cores);
+            let cell = if p == Proxy::Direct {
+                "-".to_string()
+            } else {
+                format!("{c:.2}")
+            };
+            let _ = write!(t, " {cell:>14}");
+        }
+        let _ = writeln!(t);
     }
     print!("{t}");
     let now = common::unix_now();
@@ -178,9 +243,15 @@ fn report(rows: &[Row], duration: Duration) -> anyhow::Result<()> {
         "results": rows.iter().map(|r| json!({
             "measurement": r.name,
             "unit": r.unit,
-            "kernel": r.kernel,
-            "tcpfront": r.tcpfront,
-            "ratio": if r.kernel > 0.0 { Some(r.tcpfront / r.kernel) } else { None },
+            "values": r.values.iter().map(|(p, s)| json!({
+                "target": p.key(),
+                "value": s.value,
+                "proxy_cpu_cores": s.cpu_cores,
+            })).collect::<Vec<_>>(),
+            "tcpfront_over_haproxy": r.get(Proxy::Tcpfront).zip(r.get(Proxy::Haproxy))
+                .map(|(a, b)| a.value / b.value),
+            "tcpfront_over_nginx": r.get(Proxy::Tcpfront).zip(r.get(Proxy::Nginx))
+                .map(|(a, b)| a.value / b.value),
         })).collect::<Vec<_>>(),
     });
     std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;

@@ -11,49 +11,115 @@ use anyhow::{Context as _, bail};
 
 use crate::util::{find_on_path, on_path, output, run};
 
-/// Debian packages the lab, tests, demo and benchmarks use: (a program it provides, package).
-const DEBIAN_TOOLS: &[(&str, &str)] = &[
-    ("ip", "iproute2"),
-    ("tcpdump", "tcpdump"),
-    ("curl", "curl"),
-    ("python3", "python3"),
-    ("hping3", "hping3"),
-    ("iperf3", "iperf3"),
-    ("nft", "nftables"),
-    ("ethtool", "ethtool"),
+/// How to tell that a Debian package is installed.
+enum Has {
+    /// A program on PATH (or in /usr/sbin).
+    Program(&'static str),
+    /// A file.
+    File(&'static str),
+}
+
+/// Debian packages the lab, tests, demo and benchmarks use.
+const DEBIAN_PACKAGES: &[(Has, &str)] = &[
+    (Has::Program("ip"), "iproute2"),
+    (Has::Program("tcpdump"), "tcpdump"),
+    (Has::Program("curl"), "curl"),
+    (Has::Program("python3"), "python3"),
+    (Has::Program("hping3"), "hping3"),
+    (Has::Program("iperf3"), "iperf3"),
+    (Has::Program("nft"), "nftables"),
+    (Has::Program("ethtool"), "ethtool"),
+    (Has::Program("bpftool"), "bpftool"),
+    (Has::Program("perf"), "linux-perf"),
+    // The benchmarks' side-by-side targets and load generator.
+    (Has::Program("haproxy"), "haproxy"),
+    (Has::Program("nginx"), "nginx"),
+    (
+        Has::File("/usr/lib/nginx/modules/ngx_stream_module.so"),
+        "libnginx-mod-stream",
+    ),
+    (Has::Program("wrk"), "wrk"),
+    // The charts' text.
+    (Has::Program("fc-list"), "fontconfig"),
+    (
+        Has::File("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+        "fonts-dejavu-core",
+    ),
 ];
 
 pub fn setup() -> anyhow::Result<()> {
-    debian_tools()?;
+    debian_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
     eprintln!("xtask: setup complete");
     Ok(())
 }
 
-fn debian_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_TOOLS
+fn installed(has: &Has) -> bool {
+    match has {
+        Has::Program(p) => on_path(p) || Path::new("/usr/sbin").join(p).exists(),
+        Has::File(f) => Path::new(f).exists(),
+    }
+}
+
+fn debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
-        .filter(|(program, _)| !on_path(program) && !Path::new("/usr/sbin").join(program).exists())
+        .filter(|(has, _)| !installed(has))
         .map(|&(_, package)| package)
         .collect();
     if missing.is_empty() {
-        eprintln!("xtask: Debian tools present");
+        eprintln!("xtask: Debian packages present");
         return Ok(());
     }
     if !on_path("apt-get") {
         bail!(
-            "missing tools ({}) and no apt-get to install them",
+            "missing Debian packages ({}) and no apt-get to install them",
             missing.join(", ")
         );
     }
     run(Command::new("apt-get")
         .arg("update")
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    // HAProxy and nginx are benchmark targets, started in the lab's namespaces with their own
+    // configuration: their packages must not start system services (on port 80 of the host).
+    let _no_services = NoServiceStarts::new()?;
     run(Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// While it lives, `/usr/sbin/policy-rc.d` forbids package scripts to start services
+/// (Debian's invoke-rc.d policy interface; exit status 101 = "action forbidden").
+struct NoServiceStarts {
+    created: bool,
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+impl NoServiceStarts {
+    fn new() -> anyhow::Result<Self> {
+        if Path::new(POLICY_RC_D).exists() {
+            return Ok(Self { created: false });
+        }
+        fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# tcpfront xtask setup: no service starts\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(POLICY_RC_D, fs::Permissions::from_mode(0o755))?;
+        Ok(Self { created: true })
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = fs::remove_file(POLICY_RC_D);
+        }
+    }
 }
 
 fn nightly_rust_src() -> anyhow::Result<()> {
