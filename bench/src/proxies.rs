@@ -203,12 +203,6 @@ pub fn start(lab: &Lab, proxy: Proxy, upstream: u16) -> anyhow::Result<Running> 
                     &listen_v6,
                     "--upstream",
                     &upstream,
-                    // Connection-rate runs leave many TIME-WAITs behind; keep them short, as
-                    // the kernel's fixed 60 s does not matter to its own port space here.
-                    "--msl",
-                    "1s",
-                    "--max-conns",
-                    "100000",
                 ],
                 // (Info: readiness is read from the log; per-connection logs are debug.)
                 "info",

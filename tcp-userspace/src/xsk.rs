@@ -88,6 +88,19 @@ pub struct XskSocket {
     mode: XskMode,
 }
 
+/// What the kernel counts for one AF_XDP socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XskStats {
+    /// Frames dropped for want of a fill-ring buffer or RX-ring slot (and other reasons).
+    pub rx_dropped: u64,
+    /// Frames dropped because the RX ring was full: user space fell behind.
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty.
+    pub fill_ring_empty: u64,
+    /// Times the kernel found nothing to send in the TX ring after a kick.
+    pub tx_ring_empty: u64,
+}
+
 // SAFETY: the rings and memory are only touched through &mut self.
 unsafe impl Send for XskSocket {}
 
@@ -172,6 +185,19 @@ impl XskSocket {
         self.queue
     }
 
+    /// The kernel's counters of this socket (XDP_STATISTICS): frames it could not deliver.
+    pub fn statistics(&self) -> XskStats {
+        match self.user.statistics_v2() {
+            Ok(s) => XskStats {
+                rx_dropped: s.rx_dropped,
+                rx_ring_full: s.rx_ring_full,
+                fill_ring_empty: s.rx_fill_ring_empty_descs,
+                tx_ring_empty: s.tx_ring_empty_descs,
+            },
+            Err(_) => XskStats::default(),
+        }
+    }
+
     pub fn mode(&self) -> XskMode {
         self.mode
     }
@@ -212,11 +238,24 @@ impl XskSocket {
 
     /// Gives received frames back to the fill ring, and wakes the driver if it asks.
     pub fn refill(&mut self, descs: &[XdpDesc]) {
-        if !descs.is_empty() {
-            // Aligned mode: the frame's base is the address rounded down to FRAME_SIZE.
-            let mut fill = self.device.fill(descs.len() as u32);
-            fill.insert(descs.iter().map(|d| d.addr & !u64::from(FRAME_SIZE - 1)));
+        // Aligned mode: the frame's base is the address rounded down to FRAME_SIZE.
+        let mut frames = descs.iter().map(|d| d.addr & !u64::from(FRAME_SIZE - 1));
+        let mut left = descs.len() as u32;
+        // A reservation may get fewer slots than asked (xdpilone counts free slots from a
+        // cached consumer index and refreshes it only when that says none are free), so go
+        // on until every frame is back: one not returned is lost to the fill ring for good.
+        while left > 0 {
+            let mut fill = self.device.fill(left);
+            // Exactly as many as reserved: `insert` zips, and would drop the one past the end.
+            let cap = fill.capacity() as usize;
+            let n = fill.insert(frames.by_ref().take(cap));
             fill.commit();
+            if n == 0 {
+                // Cannot happen: the ring has room for every frame we took off it.
+                tracing::error!("AF_XDP fill ring full; {left} frame(s) lost");
+                break;
+            }
+            left -= n;
         }
         if self.device.needs_wakeup() {
             self.device.wake();

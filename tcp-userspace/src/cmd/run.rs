@@ -118,6 +118,10 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     }
     drop(exits_tx);
     let queries: Vec<QueueControl> = datapaths.iter().map(|d| d.control.clone()).collect();
+    // Each queue hands the others the frames of their flows that reach it.
+    for q in &queries {
+        q.set_peers(queries.clone())?;
+    }
 
     let prog: &mut Xdp = ebpf
         .program_mut(XDP_PROGRAM)

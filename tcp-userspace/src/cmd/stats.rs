@@ -99,9 +99,13 @@ fn engine_fields(e: &EngineStats) -> Vec<(&'static str, u64)> {
         ("retransmits", e.retransmits),
         ("bad_frames", e.bad_frames),
         ("misrouted", e.misrouted),
+        ("misrouted_dropped", e.misrouted_dropped),
         ("tx_full", e.tx_full),
         ("upstream_failed", e.upstream_failed),
         ("reopened", e.reopened),
+        ("xsk_rx_dropped", e.xsk_rx_dropped),
+        ("xsk_rx_ring_full", e.xsk_rx_ring_full),
+        ("xsk_fill_ring_empty", e.xsk_fill_ring_empty),
         ("connections", e.connections),
         ("time_wait", e.time_wait),
     ]

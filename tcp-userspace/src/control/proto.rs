@@ -122,9 +122,12 @@ pub struct EngineStats {
     pub retransmits: u64,
     /// AF_XDP frames dropped because they did not parse (bad checksum, truncated).
     pub bad_frames: u64,
-    /// Frames of a flow that another queue owns, dropped (see the multi-queue notes).
+    /// Frames of a flow that another queue owns, handed to that queue.
     #[serde(default)]
     pub misrouted: u64,
+    /// Of those, frames that could not be handed over: dropped.
+    #[serde(default)]
+    pub misrouted_dropped: u64,
     /// Segments dropped because the AF_XDP TX ring was full.
     #[serde(default)]
     pub tx_full: u64,
@@ -134,6 +137,15 @@ pub struct EngineStats {
     /// TIME-WAIT connections a new SYN of the same 4-tuple retired (RFC 6191).
     #[serde(default)]
     pub reopened: u64,
+    /// Frames the kernel dropped on the way to the AF_XDP sockets (XDP_STATISTICS).
+    #[serde(default)]
+    pub xsk_rx_dropped: u64,
+    /// Of those, for a full RX ring (the queue thread fell behind).
+    #[serde(default)]
+    pub xsk_rx_ring_full: u64,
+    /// Times the kernel found a fill ring empty.
+    #[serde(default)]
+    pub xsk_fill_ring_empty: u64,
     /// Connections in the table now.
     pub connections: u64,
     pub time_wait: u64,
@@ -165,9 +177,13 @@ impl EngineStats {
         self.retransmits += o.retransmits;
         self.bad_frames += o.bad_frames;
         self.misrouted += o.misrouted;
+        self.misrouted_dropped += o.misrouted_dropped;
         self.tx_full += o.tx_full;
         self.upstream_failed += o.upstream_failed;
         self.reopened += o.reopened;
+        self.xsk_rx_dropped += o.xsk_rx_dropped;
+        self.xsk_rx_ring_full += o.xsk_rx_ring_full;
+        self.xsk_fill_ring_empty += o.xsk_fill_ring_empty;
         self.connections += o.connections;
         self.time_wait += o.time_wait;
         for (k, v) in &o.states {

@@ -73,6 +73,10 @@ pub enum Phase {
 pub enum QueueCmd {
     Snapshot(oneshot::Sender<QueueSnapshot>),
     Phase(Phase),
+    /// The other queues, to hand them frames of the flows they own.
+    Peers(Vec<QueueControl>),
+    /// A frame of a flow this queue owns that arrived on another queue (a copy: rare).
+    Frame(Vec<u8>),
 }
 
 /// Talks to one queue's thread: a channel and the waker that interrupts its `poll`.
@@ -102,6 +106,16 @@ impl QueueControl {
 
     pub fn set_phase(&self, phase: Phase) -> anyhow::Result<()> {
         self.send(QueueCmd::Phase(phase))
+    }
+
+    /// Tells the queue about every queue (itself included), once all have started.
+    pub fn set_peers(&self, peers: Vec<QueueControl>) -> anyhow::Result<()> {
+        self.send(QueueCmd::Peers(peers))
+    }
+
+    /// Hands the queue a frame of one of its flows.
+    pub fn forward(&self, frame: &[u8]) -> anyhow::Result<()> {
+        self.send(QueueCmd::Frame(frame.to_vec()))
     }
 }
 

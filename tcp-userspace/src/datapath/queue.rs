@@ -38,7 +38,7 @@ use crate::{
         ethernet::EthernetRepr,
         frame::{self, TcpFrame},
         ip::IpRepr,
-        tcp::{ACK, SYN, TcpOptions, TcpRepr},
+        tcp::{ACK, RST, SYN, TcpOptions, TcpRepr},
     },
     xsk::{UmemView, XdpDesc, XskSocket},
 };
@@ -56,15 +56,27 @@ pub(super) const WAKER: Token = Token(usize::MAX - 2);
 pub struct QueueStats {
     /// AF_XDP frames that did not parse (bad checksum, truncated): dropped.
     pub bad_frames: u64,
-    /// Frames of a flow another queue owns (RSS would never do that; a veth sender that
-    /// changes its TX queue does): dropped, never answered with RST.
+    /// Frames of a flow another queue owns (RSS does that when its indirection table
+    /// changes; a veth sender when it changes TX queue, as a new socket reusing a port in
+    /// TIME-WAIT does): handed to the owning queue's thread.
     pub misrouted: u64,
+    /// Of those, frames that could not be handed over (the owner had gone, or the frame
+    /// had been handed over once already): dropped, never answered with RST.
+    pub misrouted_dropped: u64,
     /// Segments dropped because the TX ring was full.
     pub tx_full: u64,
     /// Upstream connections that failed (refused, reset, timed out).
     pub upstream_failed: u64,
     /// TIME-WAIT connections a new SYN of the same 4-tuple retired (RFC 6191).
     pub reopened: u64,
+}
+
+/// Where a segment of no connection of this queue belongs.
+enum NewFlow {
+    /// Here: the connection it opened or belongs to, if any.
+    Here(Option<ConnId>),
+    /// To the flow of another queue (by number).
+    OwnedBy(u32),
 }
 
 /// The XDP program's maps a queue reads and writes.
@@ -87,6 +99,8 @@ pub(super) struct Queue {
     upstream: Option<SocketAddr>,
     poll: Poll,
     cmds: Receiver<QueueCmd>,
+    /// Every queue by number (see `QueueCmd::Peers`).
+    peers: Vec<super::QueueControl>,
     epoch: std::time::Instant,
     pub draining: bool,
     /// Scratch, kept between turns so that the loop does not allocate.
@@ -117,12 +131,17 @@ impl Queue {
             upstream,
             poll,
             cmds,
+            peers: Vec::new(),
             epoch: std::time::Instant::now(),
             draining: false,
             rx: Vec::with_capacity(RX_BATCH as usize),
             events: Vec::new(),
             stats: QueueStats::default(),
         }
+    }
+
+    pub(super) fn xsk_statistics(&self) -> crate::xsk::XskStats {
+        self.xsk.statistics()
     }
 
     pub(super) fn now(&self) -> Instant {
@@ -184,6 +203,8 @@ impl Queue {
                     let _ = reply.send(self.snapshot());
                 }
                 Ok(QueueCmd::Phase(Phase::Serving)) => {}
+                Ok(QueueCmd::Peers(p)) => self.peers = p,
+                Ok(QueueCmd::Frame(f)) => self.on_frame(&f, true),
                 Ok(QueueCmd::Phase(Phase::Draining)) => self.drain(),
                 Ok(QueueCmd::Phase(Phase::Stopping)) | Err(TryRecvError::Disconnected) => {
                     self.stop();
@@ -225,7 +246,7 @@ impl Queue {
             // SAFETY: the frame came from this socket's RX ring and goes back to the fill
             // ring only after this loop.
             let frame = unsafe { self.umem.frame(&desc) };
-            self.on_frame(frame);
+            self.on_frame(frame, false);
         }
         let rx = std::mem::take(&mut self.rx);
         self.xsk.refill(&rx);
@@ -233,7 +254,8 @@ impl Queue {
         n == RX_BATCH as usize
     }
 
-    fn on_frame(&mut self, frame: &[u8]) {
+    /// One frame; `handed_over` when another queue passed it on (it is never passed twice).
+    fn on_frame(&mut self, frame: &[u8], handed_over: bool) {
         let f = match TcpFrame::parse_in_place(frame) {
             Ok(f) => f,
             Err(e) => {
@@ -264,7 +286,17 @@ impl Queue {
                 }
                 self.engine.on_segment(local, remote, &f.tcp, now)
             }
-            None => self.new_flow(local, remote, &f.tcp, now),
+            None => match self.new_flow(local, remote, &f.tcp, &l2, now) {
+                NewFlow::Here(id) => id,
+                NewFlow::OwnedBy(owner) => {
+                    self.stats.misrouted += 1;
+                    let peer = self.peers.get(owner as usize);
+                    if handed_over || peer.is_none_or(|p| p.forward(frame).is_err()) {
+                        self.stats.misrouted_dropped += 1;
+                    }
+                    return;
+                }
+            },
         };
         if let Some(id) = id
             && self.conn(id).is_none()
@@ -288,28 +320,44 @@ impl Queue {
         local: SocketAddr,
         remote: SocketAddr,
         seg: &crate::wire::tcp::TcpRepr<&[u8]>,
+        l2: &EthernetRepr,
         now: Instant,
-    ) -> Option<ConnId> {
+    ) -> NewFlow {
         let fk = flow_key(local, remote);
+        let is_syn = seg.flags & (SYN | ACK | RST) == SYN;
         let Ok(mut v) = self.maps.flows.get(&fk, 0) else {
-            return self.engine.on_segment(local, remote, seg, now);
+            // A SYN XDP sent here for a flow that has since closed.
+            if self.cfg.syn_cookies && is_syn && !self.draining {
+                self.answer_with_cookie(local, remote, seg, l2);
+                return NewFlow::Here(None);
+            }
+            return NewFlow::Here(self.engine.on_segment(local, remote, seg, now));
         };
         let mine = self.cfg.queue as u8 + 1;
         if v.state != 0 && v.state != mine {
-            self.stats.misrouted += 1;
-            return None;
+            return NewFlow::OwnedBy(u32::from(v.state - 1));
+        }
+        if is_syn {
+            // A flow with no connection (its handshake done in XDP, its first segment not
+            // here yet) and a new SYN: the client started over. Answer it as XDP would.
+            if self.cfg.syn_cookies && !self.draining {
+                self.answer_with_cookie(local, remote, seg, l2);
+            }
+            return NewFlow::Here(None);
         }
         if self.draining {
             // Too late for a new connection: forget the flow, and the engine answers the ACK
             // with RST as it matches no connection.
             self.forget_flow(local, remote);
-            return self.engine.on_segment(local, remote, seg, now);
+            return NewFlow::Here(self.engine.on_segment(local, remote, seg, now));
         }
         // This queue owns the flow now (see `QueueStats::misrouted`).
         v.state = mine;
         let _ = self.maps.flows.insert(fk, v, 0);
-        self.engine
-            .accept_cookie(local, remote, &handshake(&v), seg, now)
+        NewFlow::Here(
+            self.engine
+                .accept_cookie(local, remote, &handshake(&v), seg, now),
+        )
     }
 
     /// Deletes the connection's XDP flow entry, and counts it out of the flow filter.
@@ -349,6 +397,20 @@ impl Queue {
             self.flush(Some(l2));
             return;
         }
+        self.answer_with_cookie(local, remote, syn, l2);
+    }
+
+    /// Answers a SYN that reached user space as the XDP program would have: with a cookie
+    /// SYN-ACK minted with its keys, keeping no state, so that the ACK makes a flow there.
+    /// (The engine's own handshake would be lost: XDP drops the ACK of a SYN-ACK whose
+    /// sequence number is no cookie.)
+    fn answer_with_cookie(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpRepr<&[u8]>,
+        l2: &EthernetRepr,
+    ) {
         let Ok(keys) = self.maps.cookie.get(&0, 0) else {
             return;
         };

@@ -27,7 +27,11 @@ impl Queue {
             .map(|(id, _, tcb)| conn_info(tcb, self.conn(id), self.cfg.queue, now))
             .collect();
         let c = &self.engine.counters;
+        let xsk = self.xsk_statistics();
         let mut stats = EngineStats {
+            xsk_rx_dropped: xsk.rx_dropped,
+            xsk_rx_ring_full: xsk.rx_ring_full,
+            xsk_fill_ring_empty: xsk.fill_ring_empty,
             opened: c.opened,
             closed: c.closed,
             reset: c.reset,
@@ -36,6 +40,7 @@ impl Queue {
             retransmits: c.retransmits,
             bad_frames: self.stats.bad_frames,
             misrouted: self.stats.misrouted,
+            misrouted_dropped: self.stats.misrouted_dropped,
             tx_full: self.stats.tx_full,
             upstream_failed: self.stats.upstream_failed,
             reopened: self.stats.reopened,
