@@ -69,7 +69,8 @@ pub fn idle(o: &Options) -> anyhow::Result<()> {
             let cpu0 = running.cpu_time();
             let t0 = Instant::now();
             std::thread::sleep(o.quiet);
-            let cpu_share = (running.cpu_time() - cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
+            let cpu_share =
+                running.cpu_time().saturating_sub(cpu0).as_secs_f64() / t0.elapsed().as_secs_f64();
             let probes = o.probes;
             let mut lat = run_in(&lab.names.client_ns, move || probe(addr, probes))?;
             lat.sort();

@@ -79,7 +79,8 @@ pub fn throughput(duration: Duration, targets: &[Proxy]) -> anyhow::Result<()> {
                 *reverse,
                 duration,
             )?;
-            let cpu = (running.cpu_time() - cpu0).as_secs_f64() / duration.as_secs_f64();
+            let cpu =
+                running.cpu_time().saturating_sub(cpu0).as_secs_f64() / duration.as_secs_f64();
             rows[i].values.push((
                 proxy,
                 Sample {
@@ -95,7 +96,7 @@ pub fn throughput(duration: Duration, targets: &[Proxy]) -> anyhow::Result<()> {
             .with_context(|| format!("starting {}", proxy.label()))?;
         let cpu0 = running.cpu_time();
         let rate = wrk(&lab, proxy.port(upstreams::HTTP), duration)?;
-        let cpu = (running.cpu_time() - cpu0).as_secs_f64() / duration.as_secs_f64();
+        let cpu = running.cpu_time().saturating_sub(cpu0).as_secs_f64() / duration.as_secs_f64();
         rows[IPERF_ROWS.len()].values.push((
             proxy,
             Sample {

@@ -165,7 +165,9 @@ pub struct FlowValue {
     /// Shift we announced.
     pub server_wscale: u8,
     pub flags: u8,
-    /// Engine life-cycle mark (0 = new, set by user space).
+    /// The AF_XDP queue that owns the flow, plus one (0: none yet). The XDP program sets it
+    /// to the queue the flow's first ACK arrived on; a queue that receives a frame of a flow
+    /// another owns hands it over.
     pub state: u8,
     pub _pad: [u8; 6],
 }

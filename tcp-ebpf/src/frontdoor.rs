@@ -241,6 +241,8 @@ fn cookie_ack(
         created_ns: now_ns,
         mss: h.mss,
         flags: FLOW_FROM_COOKIE,
+        // The queue the flow arrives on owns it (user space need not write the entry).
+        state: (ctx.rx_queue_index() as u8).wrapping_add(1),
         ..FlowValue::default()
     };
     if h.sack {

@@ -1,5 +1,10 @@
 use clap::Parser as _;
-use tcpfront::{cli::Cli, cmd, logging, netns};
+use tcpfront::{alloc_count::CountingAlloc, cli::Cli, cmd, logging, netns};
+
+/// Counts each thread's allocations, so that `stats` can show the queue threads make none
+/// per frame.
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

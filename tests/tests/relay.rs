@@ -568,7 +568,8 @@ fn thousand_concurrent_connections_all_complete() -> anyhow::Result<()> {
 /// Uploads as fast as iperf3 sends them, one stream then eight: every frame reaches user
 /// space (none dropped for want of a fill-ring buffer or an RX-ring slot; a connection's
 /// window is far below the rings' size). Found by the throughput benchmark: a refill that
-/// returned fewer frames than it took starved the fill ring within seconds.
+/// returned fewer frames than it took starved the fill ring within seconds. And the queue
+/// threads allocate nothing per frame (tcpfront counts each thread's heap allocations).
 #[test]
 fn uploads_lose_no_frame_on_the_way_to_user_space() -> anyhow::Result<()> {
     let lab = lab()?;
@@ -580,6 +581,18 @@ fn uploads_lose_no_frame_on_the_way_to_user_space() -> anyhow::Result<()> {
             .stderr(Stdio::null()),
     )?;
     let tf = start(&lab, &format!("127.0.0.1:{UPSTREAM}"), &[])?;
+    // Heap allocations of the queue threads, against frames handed to them.
+    let allocations_and_frames = || -> anyhow::Result<(u64, u64)> {
+        let stats = tf.stats()?;
+        let allocations = stats["engine"]["queues"]
+            .as_array()
+            .context("per-queue stats")?
+            .iter()
+            .filter_map(|q| q["allocations"].as_u64())
+            .sum();
+        Ok((allocations, Tcpfront::counter(&stats, "flow_redirected")))
+    };
+    let before = allocations_and_frames()?;
     for streams in ["1", "8"] {
         let out = command_in(&lab.names.client_ns, "iperf3")
             .args(["-c", &tcpfront_tests::lab::FRONT_V4.to_string()])
@@ -595,6 +608,15 @@ fn uploads_lose_no_frame_on_the_way_to_user_space() -> anyhow::Result<()> {
             "{streams} stream(s): only {received} bytes"
         );
     }
+    // A connection allocates when it opens (buffers come from a per-thread pool after
+    // that); frames allocate nothing.
+    let after = allocations_and_frames()?;
+    let (allocations, frames) = (after.0 - before.0, after.1 - before.1);
+    assert!(allocations > 0, "the counting allocator counts");
+    assert!(
+        allocations * 1000 < frames,
+        "{allocations} allocations for {frames} frames"
+    );
     let stats = tf.stats()?;
     assert_eq!(stats["engine"]["xsk_fill_ring_empty"], 0, "{stats}");
     assert_eq!(stats["engine"]["xsk_rx_dropped"], 0, "{stats}");

@@ -174,8 +174,8 @@ pub fn to_table(r: &Reading, rates: Option<&Rates>) -> String {
                 let cpu = q.cpu.map_or("any".to_string(), |c| c.to_string());
                 let _ = writeln!(
                     out,
-                    "  queue {:<3} cpu {cpu:<4} opened {:>10}  connections {:>8}  misrouted {:>6}",
-                    q.queue, q.opened, q.connections, q.misrouted
+                    "  queue {:<3} cpu {cpu:<4} opened {:>10}  connections {:>8}  misrouted {:>6}  allocations {:>8}",
+                    q.queue, q.opened, q.connections, q.misrouted, q.allocations
                 );
             }
         }

@@ -165,6 +165,9 @@ pub struct QueueCounts {
     pub opened: u64,
     pub connections: u64,
     pub misrouted: u64,
+    /// Heap allocations the queue's thread has made since it started.
+    #[serde(default)]
+    pub allocations: u64,
 }
 
 impl EngineStats {

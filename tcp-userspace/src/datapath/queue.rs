@@ -101,6 +101,8 @@ pub(super) struct Queue {
     cmds: Receiver<QueueCmd>,
     /// Every queue by number (see `QueueCmd::Peers`).
     peers: Vec<super::QueueControl>,
+    /// The cookie keys and when they were read (see `cookie_keys`).
+    cookie_cache: Option<(Instant, CookieKeys)>,
     epoch: std::time::Instant,
     pub draining: bool,
     /// Scratch, kept between turns so that the loop does not allocate.
@@ -132,6 +134,7 @@ impl Queue {
             poll,
             cmds,
             peers: Vec::new(),
+            cookie_cache: None,
             epoch: std::time::Instant::now(),
             draining: false,
             rx: Vec::with_capacity(RX_BATCH as usize),
@@ -241,6 +244,7 @@ impl Queue {
     /// One batch from the RX ring, parsed in place; true if the ring had more.
     fn receive(&mut self) -> bool {
         let n = self.xsk.receive(RX_BATCH, &mut self.rx);
+        self.engine.begin_batch();
         for i in 0..n {
             let desc = self.rx[i];
             // SAFETY: the frame came from this socket's RX ring and goes back to the fill
@@ -248,6 +252,9 @@ impl Queue {
             let frame = unsafe { self.umem.frame(&desc) };
             self.on_frame(frame, false);
         }
+        let now = self.now();
+        self.engine.end_batch(now);
+        self.flush(None);
         let rx = std::mem::take(&mut self.rx);
         self.xsk.refill(&rx);
         self.rx = rx;
@@ -351,13 +358,30 @@ impl Queue {
             self.forget_flow(local, remote);
             return NewFlow::Here(self.engine.on_segment(local, remote, seg, now));
         }
-        // This queue owns the flow now (see `QueueStats::misrouted`).
-        v.state = mine;
-        let _ = self.maps.flows.insert(fk, v, 0);
+        if v.state == 0 {
+            // This queue owns the flow now (see `QueueStats::misrouted`); XDP marks the
+            // flows it makes itself.
+            v.state = mine;
+            let _ = self.maps.flows.insert(fk, v, 0);
+        }
         NewFlow::Here(
             self.engine
                 .accept_cookie(local, remote, &handshake(&v), seg, now),
         )
+    }
+
+    /// The XDP program's cookie keys, read from the map at most once a second (they change
+    /// by the minute; a reused port would otherwise cost a system call per SYN).
+    fn cookie_keys(&mut self) -> Option<CookieKeys> {
+        let now = self.now();
+        match self.cookie_cache {
+            Some((at, keys)) if now.saturating_since(at) < Duration::from_secs(1) => Some(keys),
+            _ => {
+                let keys = self.maps.cookie.get(&0, 0).ok()?;
+                self.cookie_cache = Some((now, keys));
+                Some(keys)
+            }
+        }
     }
 
     /// Deletes the connection's XDP flow entry, and counts it out of the flow filter.
@@ -379,7 +403,9 @@ impl Queue {
         if let Some(slot) = self.conns.get_mut(id.slot as usize)
             && let Some((_, conn)) = slot.take()
         {
-            self.drop_upstream(conn);
+            // Closing the socket takes it out of the epoll set (it is never duplicated):
+            // no deregistration, one system call fewer per connection.
+            drop(conn);
         }
         self.forget_flow(local, remote);
         self.stats.reopened += 1;
@@ -411,7 +437,7 @@ impl Queue {
         syn: &TcpRepr<&[u8]>,
         l2: &EthernetRepr,
     ) {
-        let Ok(keys) = self.maps.cookie.get(&0, 0) else {
+        let Some(keys) = self.cookie_keys() else {
             return;
         };
         let o = &syn.options;
@@ -453,18 +479,6 @@ impl Queue {
             .transmit(|buf| frame::emit_into(l2, &ip, &reply, &[], buf))
         {
             self.stats.tx_full += 1;
-        }
-    }
-
-    fn drop_upstream(&mut self, conn: Conn) {
-        match conn.upstream {
-            UpstreamConn::Open(mut o) => {
-                let _ = self.poll.registry().deregister(&mut o.stream);
-            }
-            UpstreamConn::Connecting(mut s) => {
-                let _ = self.poll.registry().deregister(&mut s);
-            }
-            UpstreamConn::Echo | UpstreamConn::Closed => {}
         }
     }
 
@@ -522,8 +536,10 @@ impl Queue {
                 };
                 let (local, remote) = conn.key;
                 // The upstream socket closes as it drops (after a graceful end both
-                // directions are done; after a reset, the upstream sees it go).
-                self.drop_upstream(conn);
+                // directions are done; after a reset, the upstream sees it go); closing
+                // takes it out of the epoll set (it is never duplicated), so there is no
+                // deregistration, one system call fewer per connection.
+                drop(conn);
                 self.forget_flow(local, remote);
             }
         }
@@ -553,12 +569,14 @@ impl Queue {
                 }
             },
         };
-        let echo = matches!(upstream, UpstreamConn::Echo);
+        let peer = match (&upstream, self.upstream) {
+            (UpstreamConn::Echo, _) => Some("echo".to_string()),
+            (_, Some(addr)) => Some(addr.to_string()),
+            _ => None,
+        };
         if let Some(c) = self.conn_mut(id) {
             c.upstream = upstream;
-            if echo {
-                c.upstream_addrs = Some(("echo".into(), None));
-            }
+            c.upstream_peer = peer;
         }
         self.mark_ready(id);
     }

@@ -72,8 +72,9 @@ pub struct Conn {
     /// Our MAC, the client's MAC (or next hop's), and the VLAN tags its frames carry.
     pub l2: EthernetRepr,
     pub upstream: UpstreamConn,
-    /// The upstream's address and our end of it, once connected (for `conns`).
-    pub upstream_addrs: Option<(String, Option<String>)>,
+    /// The upstream's address (`echo` for the built-in echo), once connected; `conns` asks
+    /// the socket for our end only when it is shown (no system call per connection).
+    pub upstream_peer: Option<String>,
     /// Already in the ready list.
     pub ready: bool,
 }
@@ -92,8 +93,17 @@ impl Conn {
             key,
             l2,
             upstream,
-            upstream_addrs: None,
+            upstream_peer: None,
             ready: false,
+        }
+    }
+
+    /// Our end of the upstream connection (a system call: for `conns` only).
+    pub fn upstream_local(&self) -> Option<String> {
+        match &self.upstream {
+            UpstreamConn::Open(o) => o.stream.local_addr().ok().map(|a| a.to_string()),
+            UpstreamConn::Connecting(s) => s.local_addr().ok().map(|a| a.to_string()),
+            _ => None,
         }
     }
 
@@ -104,13 +114,11 @@ impl Conn {
         else {
             return Outcome::Ok;
         };
-        match (stream.take_error(), stream.peer_addr()) {
-            (Ok(None), Ok(peer)) => {
+        // epoll reports a connecting socket writable only once the connect has finished, one
+        // way or the other; SO_ERROR says which.
+        match stream.take_error() {
+            Ok(None) => {
                 let _ = stream.set_nodelay(true);
-                self.upstream_addrs = Some((
-                    peer.to_string(),
-                    stream.local_addr().ok().map(|a| a.to_string()),
-                ));
                 self.upstream = UpstreamConn::Open(Open {
                     stream,
                     readable: true,
@@ -120,12 +128,7 @@ impl Conn {
                 });
                 Outcome::Ok
             }
-            (Ok(None), Err(e)) if e.kind() == std::io::ErrorKind::NotConnected => {
-                // Not done yet (a spurious wake-up).
-                self.upstream = UpstreamConn::Connecting(stream);
-                Outcome::Ok
-            }
-            (Ok(Some(e)), _) | (Err(e), _) | (_, Err(e)) => {
+            Ok(Some(e)) | Err(e) => {
                 tracing::info!("upstream connect failed: {e}; resetting the client");
                 Outcome::Failed
             }

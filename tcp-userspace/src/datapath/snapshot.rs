@@ -20,6 +20,8 @@ pub struct QueueSnapshot {
 
 impl Queue {
     pub(super) fn snapshot(&self) -> QueueSnapshot {
+        // Before this snapshot's own allocations.
+        let allocations = crate::alloc_count::thread_allocations();
         let now = self.now();
         let connections = self
             .engine
@@ -52,6 +54,7 @@ impl Queue {
                 opened: c.opened,
                 connections: self.engine.len() as u64,
                 misrouted: self.stats.misrouted,
+                allocations,
             }],
             ..EngineStats::default()
         };
@@ -91,8 +94,8 @@ fn conn_info(tcb: &Tcb, conn: Option<&Conn>, queue: u32, now: crate::engine::Ins
         bytes_in: Some(tcb.stats.bytes_in),
         bytes_out: Some(tcb.stats.bytes_out),
         age_ms: Some(tcb.age(now).as_millis() as u64),
-        upstream: conn.and_then(|c| c.upstream_addrs.as_ref().map(|u| u.0.clone())),
-        upstream_local: conn.and_then(|c| c.upstream_addrs.as_ref().and_then(|u| u.1.clone())),
+        upstream: conn.and_then(|c| c.upstream_peer.clone()),
+        upstream_local: conn.and_then(Conn::upstream_local),
         queue: Some(queue),
         ..ConnInfo::new(tcb.local, tcb.remote)
     }

@@ -1,73 +1,65 @@
-//! Out-of-order reassembly: bytes that arrived beyond the next expected one, kept until the
-//! gap before them fills (RFC 9293 §3.10.7.4 "segment text", RFC 2018 for the SACK blocks).
+//! Out-of-order reassembly (RFC 9293 §3.10.7.4 "segment text", RFC 2018 for the SACK
+//! blocks): which byte ranges beyond the next expected one have arrived. The bytes
+//! themselves are written straight into the receive buffer at their place
+//! (`ByteRing::write_ahead`), so holding them costs no copy and no allocation; when the gap
+//! before a range fills, the range is simply committed.
 //!
 //! Offsets are relative to the receiver's `rcv_nxt`; the caller shifts them as data becomes
 //! contiguous.
 
-use std::collections::BTreeMap;
-
-/// Data held out of order, keyed by offset from `rcv_nxt`, non-overlapping and non-adjacent.
+/// Ranges held out of order: sorted, non-overlapping, non-adjacent. The vector keeps its
+/// capacity, so steady loss recovery allocates nothing.
 #[derive(Debug, Default, Clone)]
 pub struct Assembler {
-    blocks: BTreeMap<usize, Vec<u8>>,
-    /// Most recently changed block (its start), first in SACK blocks (RFC 2018 §4).
+    ranges: Vec<(usize, usize)>,
+    /// Start of the most recently changed range, first in SACK blocks (RFC 2018 §4).
     latest: Option<usize>,
 }
 
 impl Assembler {
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
+        self.ranges.is_empty()
     }
 
     /// Bytes held.
     pub fn len(&self) -> usize {
-        self.blocks.values().map(Vec::len).sum()
+        self.ranges.iter().map(|(s, e)| e - s).sum()
     }
 
-    /// Stores `data` at `offset` (> 0: the caller delivers offset 0 directly), merging with
-    /// what is already there. Data already held wins where they overlap (it was checked first).
-    pub fn insert(&mut self, offset: usize, data: &[u8]) {
-        if data.is_empty() {
+    /// Ranges held.
+    pub fn count(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// Records `len` bytes at `offset` (> 0: the caller delivers offset 0 directly), merging
+    /// with the ranges already there.
+    pub fn insert(&mut self, offset: usize, len: usize) {
+        if len == 0 {
             return;
         }
-        let mut start = offset;
-        let mut bytes = data.to_vec();
-        // Merge with a block that starts before and reaches into or touches us.
-        if let Some((&s, b)) = self.blocks.range(..=start).next_back()
-            && s + b.len() >= start
-        {
-            let mut merged = self.blocks.remove(&s).unwrap_or_default();
-            let end = start + bytes.len();
-            if end > s + merged.len() {
-                let skip = s + merged.len() - start;
-                merged.extend_from_slice(&bytes[skip..]);
-            }
-            start = s;
-            bytes = merged;
+        let (mut start, mut end) = (offset, offset + len);
+        // The first range that ends at or after our start (it may touch or overlap us).
+        let first = self.ranges.partition_point(|&(_, e)| e < start);
+        // Past the last range that starts at or before our end.
+        let last = self.ranges.partition_point(|&(s, _)| s <= end);
+        if first < last {
+            start = start.min(self.ranges[first].0);
+            end = end.max(self.ranges[last - 1].1);
         }
-        // Swallow blocks that start inside or right after us.
-        loop {
-            let end = start + bytes.len();
-            let Some((&s, _)) = self.blocks.range(start..=end).next() else {
-                break;
-            };
-            let b = self.blocks.remove(&s).unwrap_or_default();
-            if s + b.len() > end {
-                bytes.extend_from_slice(&b[end - s..]);
-            }
-        }
-        self.blocks.insert(start, bytes);
+        self.ranges.splice(first..last, [(start, end)]);
         self.latest = Some(start);
     }
 
-    /// Removes and returns the block at offset 0, if the gap before it has filled. The caller
-    /// then calls `advance` with its length.
-    pub fn take_front(&mut self) -> Option<Vec<u8>> {
-        let (&s, _) = self.blocks.iter().next()?;
-        if s != 0 {
-            return None;
+    /// Removes the range at offset 0, if the gap before it has filled, and returns its
+    /// length. The caller then calls `advance` with it.
+    pub fn take_front(&mut self) -> Option<usize> {
+        match self.ranges.first() {
+            Some(&(0, e)) => {
+                self.ranges.remove(0);
+                Some(e)
+            }
+            _ => None,
         }
-        self.blocks.remove(&0)
     }
 
     /// Shifts every offset down by `n` (rcv_nxt advanced by `n`), dropping what falls below 0.
@@ -75,31 +67,35 @@ impl Assembler {
         if n == 0 {
             return;
         }
-        let old = std::mem::take(&mut self.blocks);
-        for (s, b) in old {
-            if s + b.len() <= n {
-                continue;
+        self.ranges.retain_mut(|(s, e)| {
+            if *e <= n {
+                return false;
             }
-            if s >= n {
-                self.blocks.insert(s - n, b);
-            } else {
-                self.blocks.insert(0, b[n - s..].to_vec());
-            }
-        }
-        self.latest = self.latest.and_then(|l| l.checked_sub(n));
+            *s = s.saturating_sub(n);
+            *e -= n;
+            true
+        });
+        self.latest = self.latest.map(|l| l.saturating_sub(n));
     }
 
-    /// The held ranges as (start, end) offsets, the most recently changed first (for SACK).
-    pub fn ranges(&self) -> Vec<(usize, usize)> {
-        let mut v: Vec<(usize, usize)> =
-            self.blocks.iter().map(|(&s, b)| (s, s + b.len())).collect();
-        if let Some(latest) = self.latest
-            && let Some(pos) = v.iter().position(|&(s, e)| s <= latest && latest < e)
+    /// Fills `out` with the held ranges as (start, end) offsets, the most recently changed
+    /// first (RFC 2018 §4), then the others in order; returns how many it wrote.
+    pub fn sack_blocks(&self, out: &mut [(usize, usize)]) -> usize {
+        let latest = self
+            .latest
+            .and_then(|l| self.ranges.iter().position(|&(s, e)| s <= l && l < e));
+        let mut n = 0;
+        for i in latest
+            .into_iter()
+            .chain((0..self.ranges.len()).filter(|&i| Some(i) != latest))
         {
-            let r = v.remove(pos);
-            v.insert(0, r);
+            if n == out.len() {
+                break;
+            }
+            out[n] = self.ranges[i];
+            n += 1;
         }
-        v
+        n
     }
 }
 
@@ -108,32 +104,37 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::engine::ring::ByteRing;
 
-    /// Feeds segments of `stream` in the given order through an assembler the way the receive
-    /// path does, and returns what was delivered in order.
+    /// Feeds segments of `stream` in the given order through an assembler and a receive ring
+    /// the way the receive path does, and returns what was delivered in order.
     fn reassemble(stream: &[u8], segments: &[(usize, usize)]) -> Vec<u8> {
         let mut asm = Assembler::default();
-        let mut delivered = Vec::new();
+        let mut ring = ByteRing::new(1 << 16);
+        let mut delivered = 0;
         for &(start, len) in segments {
             let end = (start + len).min(stream.len());
-            if start >= end || end <= delivered.len() {
+            if start >= end || end <= delivered {
                 continue;
             }
-            let start = start.max(delivered.len());
-            let off = start - delivered.len();
+            let start = start.max(delivered);
+            let off = start - delivered;
             if off == 0 {
-                delivered.extend_from_slice(&stream[start..end]);
-                asm.advance(end - start);
+                let n = ring.extend(&stream[start..end]);
+                delivered += n;
+                asm.advance(n);
             } else {
-                asm.insert(off, &stream[start..end]);
+                let n = ring.write_ahead(off, &stream[start..end]);
+                asm.insert(off, n);
             }
-            while let Some(front) = asm.take_front() {
-                let n = front.len();
-                delivered.extend_from_slice(&front);
+            while let Some(n) = asm.take_front() {
+                ring.commit(n);
+                delivered += n;
                 asm.advance(n);
             }
         }
-        delivered
+        let (a, b) = ring.as_slices();
+        [a, b].concat()
     }
 
     #[test]
@@ -143,13 +144,33 @@ mod tests {
     }
 
     #[test]
-    fn ranges_put_the_latest_first() {
+    fn sack_blocks_put_the_latest_first() {
         let mut a = Assembler::default();
-        a.insert(10, &[1; 5]);
-        a.insert(30, &[1; 5]);
-        assert_eq!(a.ranges(), vec![(30, 35), (10, 15)]);
-        a.insert(15, &[1; 2]);
-        assert_eq!(a.ranges(), vec![(10, 17), (30, 35)]);
+        a.insert(10, 5);
+        a.insert(30, 5);
+        let mut out = [(0, 0); 4];
+        assert_eq!(a.sack_blocks(&mut out), 2);
+        assert_eq!(out[..2], [(30, 35), (10, 15)]);
+        a.insert(15, 2);
+        assert_eq!(a.sack_blocks(&mut out), 2);
+        assert_eq!(out[..2], [(10, 17), (30, 35)]);
+        // Only as many as fit.
+        assert_eq!(a.sack_blocks(&mut out[..1]), 1);
+    }
+
+    #[test]
+    fn merging_touching_and_overlapping_ranges() {
+        let mut a = Assembler::default();
+        a.insert(10, 5);
+        a.insert(20, 5);
+        a.insert(15, 5); // touches both
+        assert_eq!(a.ranges, vec![(10, 25)]);
+        a.insert(5, 30); // covers it
+        assert_eq!(a.ranges, vec![(5, 35)]);
+        a.advance(7);
+        assert_eq!(a.ranges, vec![(0, 28)]);
+        assert_eq!(a.take_front(), Some(28));
+        assert!(a.is_empty());
     }
 
     proptest! {
@@ -174,17 +195,16 @@ mod tests {
         }
 
         #[test]
-        fn held_bytes_never_overlap(ops in proptest::collection::vec((1usize..500, 1usize..50), 1..80)) {
+        fn held_ranges_never_overlap(ops in proptest::collection::vec((1usize..500, 1usize..50), 1..80)) {
             let mut a = Assembler::default();
+            let mut held = std::collections::BTreeSet::new();
             for (off, len) in ops {
-                a.insert(off, &vec![0; len]);
-                let r = a.ranges();
-                let mut sorted = r.clone();
-                sorted.sort();
-                for w in sorted.windows(2) {
-                    prop_assert!(w[0].1 < w[1].0, "{:?}", sorted);
+                a.insert(off, len);
+                held.extend(off..off + len);
+                for w in a.ranges.windows(2) {
+                    prop_assert!(w[0].1 < w[1].0, "{:?}", a.ranges);
                 }
-                prop_assert_eq!(sorted.iter().map(|(s, e)| e - s).sum::<usize>(), a.len());
+                prop_assert_eq!(a.len(), held.len());
             }
         }
     }

@@ -93,6 +93,10 @@ pub struct Engine {
     due: Vec<(Instant, ConnId)>,
     /// Connections per state (index: `State::ALL` order).
     states: [usize; State::ALL.len()],
+    /// A receive batch is being handled (see `begin_batch`).
+    batching: bool,
+    /// Connections holding an ACK for the end of the batch.
+    batch_acks: Vec<ConnId>,
     pub counters: EngineCounters,
 }
 
@@ -114,6 +118,8 @@ impl Engine {
             events: Vec::new(),
             due: Vec::new(),
             states: [0; State::ALL.len()],
+            batching: false,
+            batch_acks: Vec::new(),
             counters: EngineCounters::default(),
         }
     }
@@ -208,6 +214,28 @@ impl Engine {
 
     /// Runs `f` on a connection (application calls: send, recv, close, abort), then collects
     /// what it produced.
+    /// The frames of one receive batch follow: in-order data is acknowledged once per
+    /// connection, at `end_batch` (as Linux does for what GRO merged).
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Sends the ACKs held for the batch (unless data went out and carried them).
+    pub fn end_batch(&mut self, now: Instant) {
+        self.batching = false;
+        let mut ids = std::mem::take(&mut self.batch_acks);
+        for id in ids.drain(..) {
+            self.with(id, now, |t| {
+                if t.ack_at_batch_end {
+                    t.ack_now = true;
+                    t.output(now);
+                }
+            });
+        }
+        // Keep the capacity: no allocation per batch.
+        self.batch_acks = ids;
+    }
+
     pub fn with<R>(
         &mut self,
         id: ConnId,
@@ -310,8 +338,15 @@ impl Engine {
         let key = (local, remote);
         if let Some(id) = self.id_of(&key) {
             self.own_pending_payloads(id);
+            let batching = self.batching;
             if let Some(e) = self.entry_mut(id) {
+                let held = e.tcb.ack_at_batch_end;
+                e.tcb.in_batch = batching;
                 e.tcb.on_segment(seg, now);
+                e.tcb.in_batch = false;
+                if e.tcb.ack_at_batch_end && !held {
+                    self.batch_acks.push(id);
+                }
             }
             self.after(id, now);
             return Some(id);

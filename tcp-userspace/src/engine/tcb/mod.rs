@@ -249,6 +249,13 @@ pub struct Tcb {
     pub(crate) ack_now: bool,
     /// Full-sized segments received since the last ACK (RFC 9293 §3.8.6.3: ACK every second).
     pub(crate) unacked_segments: u32,
+    /// In-order data arrived within a receive batch (`Engine::begin_batch`): its ACK goes
+    /// out once, when the batch ends (see `Engine::end_batch`).
+    pub(crate) ack_at_batch_end: bool,
+    /// Set by the engine while a receive batch is being handled.
+    pub(crate) in_batch: bool,
+    /// RCV.NXT when the last ACK went out: how much an ACK held for the batch covers.
+    pub(crate) rcv_nxt_acked: SeqNum,
 
     pub(crate) outbox: Vec<OutSegment>,
     pub(crate) events: Vec<Event>,
@@ -317,6 +324,9 @@ impl Tcb {
             last_oow_ack: None,
             ack_now: false,
             unacked_segments: 0,
+            ack_at_batch_end: false,
+            in_batch: false,
+            rcv_nxt_acked: SeqNum(0),
             outbox: Vec::new(),
             events: Vec::new(),
             stats: TcbStats::default(),
@@ -570,10 +580,10 @@ impl Tcb {
         self.peer_closed && self.rcv_buf.is_empty()
     }
 
-    /// Bytes held for this connection now (both buffers' allocations and the out-of-order
-    /// data).
+    /// Bytes held for this connection now (both buffers' allocations; out-of-order data
+    /// lies in the receive buffer).
     pub fn buffer_memory(&self) -> usize {
-        self.snd_buf.allocated() + self.rcv_buf.allocated() + self.assembler.len()
+        self.snd_buf.allocated() + self.rcv_buf.allocated()
     }
 
     pub(crate) fn release_buffers(&mut self) {

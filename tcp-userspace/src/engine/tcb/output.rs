@@ -7,11 +7,10 @@ use crate::{
 };
 
 impl Tcb {
-    /// Our receive window: buffer space not yet taken by unread or out-of-order data.
+    /// Our receive window: buffer space not yet taken by unread data. (Out-of-order data
+    /// lies inside the window, at its place in the buffer: it takes no extra room.)
     pub(crate) fn rcv_window(&self) -> usize {
-        self.cfg
-            .recv_buffer
-            .saturating_sub(self.rcv_buf.len() + self.assembler.len())
+        self.cfg.recv_buffer.saturating_sub(self.rcv_buf.len())
     }
 
     /// Payload that fits in one segment: the MSS less the options every segment carries
@@ -20,11 +19,7 @@ impl Tcb {
     pub(crate) fn eff_mss(&self) -> usize {
         let mut opts = if self.ts_ok { 12 } else { 0 };
         if self.sack_ok && !self.assembler.is_empty() {
-            let blocks = self
-                .assembler
-                .ranges()
-                .len()
-                .min(if self.ts_ok { 3 } else { 4 });
+            let blocks = self.assembler.count().min(if self.ts_ok { 3 } else { 4 });
             opts += 4 + 8 * blocks;
         }
         self.snd_mss.saturating_sub(opts).max(1)
@@ -62,7 +57,9 @@ impl Tcb {
         }
         if self.sack_ok && seg.flags & SYN == 0 && !self.assembler.is_empty() {
             // RFC 2018 §4: the most recent block first; three fit beside timestamps.
-            for (i, (s, e)) in self.assembler.ranges().into_iter().take(3).enumerate() {
+            let mut blocks = [(0, 0); 3];
+            let n = self.assembler.sack_blocks(&mut blocks);
+            for (i, &(s, e)) in blocks[..n].iter().enumerate() {
                 seg.options.sack[i] = Some(((self.rcv_nxt + s).0, (self.rcv_nxt + e).0));
             }
         }
@@ -133,8 +130,10 @@ impl Tcb {
 
     fn ack_sent(&mut self) {
         self.ack_now = false;
+        self.ack_at_batch_end = false;
         self.delack_at = None;
         self.unacked_segments = 0;
+        self.rcv_nxt_acked = self.rcv_nxt;
     }
 
     /// Sends what the windows allow: new data, then our FIN when the application closed; an
