@@ -35,6 +35,23 @@ pub fn lab(tcpfront: Option<&std::path::Path>, queues: u32) -> anyhow::Result<La
     Lab::create(names(), false, tcpfront, queues)
 }
 
+/// Makes the front veth receive as a NIC's driver does: through NAPI with GRO. (veth
+/// without an XDP program hands each frame to the stack alone, with no GRO, which would
+/// charge the kernel targets per frame for what a NIC coalesces; with tcpfront's program the
+/// frames are redirected before GRO either way.) The client veth already sends frames of
+/// wire size: its checksum offload, and with it TSO, is off.
+pub fn nic_like_receive(lab: &Lab) -> anyhow::Result<()> {
+    tcpfront_tests::netns::run(
+        tcpfront_tests::netns::command_in(&lab.names.front_ns, "ethtool").args([
+            "-K",
+            &lab.names.front_if,
+            "gro",
+            "on",
+        ]),
+    )
+    .context("GRO on the front veth")
+}
+
 /// The tcpfront binary `cargo xtask bench` built.
 pub fn tcpfront_bin() -> PathBuf {
     tcpfront_tests::process::tcpfront_bin()

@@ -42,6 +42,7 @@ struct Step {
 pub fn idle(o: &Options) -> anyhow::Result<()> {
     let bin = common::tcpfront_bin();
     let lab = common::lab(Some(&bin), lab::queue_per_cpu())?;
+    common::nic_like_receive(&lab)?;
     let _echo = upstreams::echo(&lab)?;
     let mut steps = Vec::new();
     for &proxy in &o.targets {

@@ -50,6 +50,7 @@ const CONN_ROW: &str = "connections/s (HTTP, Connection: close)";
 pub fn throughput(duration: Duration, targets: &[Proxy]) -> anyhow::Result<()> {
     let bin = common::tcpfront_bin();
     let lab = common::lab(Some(&bin), lab::queue_per_cpu())?;
+    common::nic_like_receive(&lab)?;
     let _iperf = upstreams::iperf(&lab)?;
     let _http = upstreams::http(&lab)?;
 
