@@ -4,6 +4,7 @@
 //! loop, `relay` its connections' upstream side.
 
 mod queue;
+mod ready;
 mod relay;
 mod snapshot;
 

@@ -94,7 +94,9 @@ pub(super) struct Queue {
     pub engine: Engine,
     /// Per engine slot: the generation and the relay state of its connection.
     conns: Vec<Option<(u32, Conn)>>,
-    ready: Vec<ConnId>,
+    ready: super::ready::ReadySet,
+    /// Scratch: this turn's ready connections.
+    ready_batch: Vec<ConnId>,
     /// The upstream's address; None for `--echo`.
     upstream: Option<SocketAddr>,
     poll: Poll,
@@ -129,7 +131,8 @@ impl Queue {
             maps,
             engine,
             conns: Vec::new(),
-            ready: Vec::new(),
+            ready: super::ready::ReadySet::default(),
+            ready_batch: Vec::new(),
             upstream,
             poll,
             cmds,
@@ -233,11 +236,8 @@ impl Queue {
     }
 
     fn mark_ready(&mut self, id: ConnId) {
-        if let Some(c) = self.conn_mut(id)
-            && !c.ready
-        {
-            c.ready = true;
-            self.ready.push(id);
+        if self.conn(id).is_some() {
+            self.ready.mark(id);
         }
     }
 
@@ -607,7 +607,8 @@ impl Queue {
 
     /// Moves bytes for every connection with something to move.
     fn run_ready(&mut self) {
-        let mut ready = std::mem::take(&mut self.ready);
+        let mut ready = std::mem::take(&mut self.ready_batch);
+        self.ready.take(&mut ready);
         let now = self.now();
         let draining = self.draining;
         for &id in &ready {
@@ -620,7 +621,6 @@ impl Queue {
             if *g != id.generation {
                 continue;
             }
-            conn.ready = false;
             let outcome = self
                 .engine
                 .with(id, now, |t| conn.pump(t, now, draining))
@@ -630,10 +630,8 @@ impl Queue {
             }
             self.flush(None);
         }
-        ready.clear();
-        // Connections marked while this list ran are in `self.ready` already.
-        ready.append(&mut self.ready);
-        self.ready = ready;
+        // Connections marked while this batch ran are in `self.ready`, for the next turn.
+        self.ready_batch = ready;
     }
 
     /// Graceful shutdown, first step: accept nothing new and close every connection (FIN

@@ -75,8 +75,6 @@ pub struct Conn {
     /// The upstream's address (`echo` for the built-in echo), once connected; `conns` asks
     /// the socket for our end only when it is shown (no system call per connection).
     pub upstream_peer: Option<String>,
-    /// Already in the ready list.
-    pub ready: bool,
 }
 
 /// What moving bytes found out.
@@ -94,7 +92,6 @@ impl Conn {
             l2,
             upstream,
             upstream_peer: None,
-            ready: false,
         }
     }
 

@@ -683,6 +683,50 @@ mod tests {
         assert_eq!(e.counters.reset, 1);
     }
 
+    /// Idle connections cost nothing until their own deadline: 10,000 established ones
+    /// with nothing to do have no timer before the keep-alive's, and a timer poll up to then
+    /// visits none of them (no events, no segments).
+    #[test]
+    fn idle_connections_are_not_visited_before_their_deadline() {
+        let mut e = Engine::new(EngineConfig::default());
+        let local = addr("10.0.0.1:80");
+        let t0 = Instant::from_millis(0);
+        for i in 0..10_000u32 {
+            let remote = SocketAddr::new(std::net::Ipv4Addr::from(0x0a01_0000 + i).into(), 40000);
+            let h = CookieHandshake {
+                client_isn: i,
+                server_isn: i.wrapping_mul(7),
+                mss: 1460,
+                wscale: None,
+                sack: false,
+                timestamps: None,
+            };
+            let ack: TcpRepr = TcpRepr {
+                src_port: 40000,
+                dst_port: 80,
+                seq: i.wrapping_add(1),
+                ack: i.wrapping_mul(7).wrapping_add(1),
+                flags: ACK,
+                window: 1000,
+                ..TcpRepr::default()
+            };
+            assert!(e.accept_cookie(local, remote, &h, &ack, t0).is_some());
+        }
+        e.take_outgoing();
+        e.take_events();
+        let idle = EngineConfig::default()
+            .keepalive
+            .map_or(Duration::MAX, |k| k.idle);
+        let next = e.next_timer().map(|t| t.saturating_since(t0));
+        assert!(next.is_none_or(|d| d >= idle), "{next:?}");
+        // Every second for the first minute: nothing is due, nothing happens.
+        for s in 1..=60 {
+            e.poll_timers(Instant::from_millis(s * 1000));
+        }
+        assert!(e.take_outgoing().is_empty());
+        assert!(e.take_events().is_empty());
+    }
+
     #[test]
     fn a_hundred_thousand_connections_with_timers() {
         let cfg = EngineConfig {
