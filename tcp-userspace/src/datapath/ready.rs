@@ -37,10 +37,6 @@ impl ReadySet {
         self.list.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
     /// Moves this turn's connections into `batch` (cleared first; its capacity is reused)
     /// and unmarks them, so that marking one again while the batch runs lists it for the
     /// next turn.
