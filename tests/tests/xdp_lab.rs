@@ -24,7 +24,7 @@ use tcpfront::{
     xsk::{XskMode, XskSocket},
 };
 use tcpfront_tests::{
-    lab::Lab,
+    lab::{Lab, queue_per_cpu},
     netns::{run_in, spawn_in},
     process::{Tcpfront, tcpfront_bin},
     rawsock::{PacketSocket, mac_of},
@@ -46,28 +46,38 @@ fn start(lab: &Lab) -> anyhow::Result<Tcpfront> {
     )
 }
 
-/// A minimal AF_XDP receiver: binds queue 0 of the front-end interface, registers itself in
-/// tcpfront's pinned XSKMAP, and collects the TCP frames it gets until `stop`.
+/// A minimal AF_XDP receiver: binds every queue of the front-end interface (the client's
+/// flows hash over all of them), registers each socket in tcpfront's pinned XSKMAP at its
+/// queue's index, and collects the TCP frames they get until `stop`.
 fn spawn_receiver(
     lab: &Lab,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<Vec<TcpFrame>>>> {
     let iface = lab.names.front_if.clone();
     let pin = lab.pin_dir().join("XSKS");
+    let queues = queue_per_cpu();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let handle = spawn_in(&lab.names.front_ns, move || {
-        let mut xsk = XskSocket::open(&iface, 0, 64, XskMode::Copy)?;
         let data = MapData::from_pin(&pin).context("opening the pinned XSKS map")?;
         let mut map: XskMap<MapData> = XskMap::try_from(Map::XskMap(data))?;
-        map.set(0, xsk.as_raw_fd(), 0)
-            .context("registering the AF_XDP socket")?;
+        let mut sockets = Vec::new();
+        for queue in 0..queues {
+            let xsk = XskSocket::open(&iface, queue, 64, XskMode::Copy)
+                .with_context(|| format!("binding queue {queue}"))?;
+            map.set(queue, xsk.as_raw_fd(), 0)
+                .with_context(|| format!("registering the AF_XDP socket of queue {queue}"))?;
+            sockets.push(xsk);
+        }
         ready_tx.send(()).ok();
         let mut frames = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            let n = xsk.recv(32, |f| match TcpFrame::parse(f) {
-                Ok(t) => frames.push(t),
-                Err(e) => eprintln!("receiver: unparsable frame ({e}): {f:02x?}"),
-            });
+            let mut n = 0;
+            for xsk in &mut sockets {
+                n += xsk.recv(32, |f| match TcpFrame::parse(f) {
+                    Ok(t) => frames.push(t),
+                    Err(e) => eprintln!("receiver: unparsable frame ({e}): {f:02x?}"),
+                });
+            }
             if n == 0 {
                 std::thread::sleep(Duration::from_millis(2));
             }
