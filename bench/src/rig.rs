@@ -178,9 +178,12 @@ impl Rig {
                 running.tcpfront = Some(tf);
             }
         }
-        // The target's NAPI thread keeps the default priority: it shares its CPU with the
-        // target's own process, which must still run.
-        common::threaded_napi(&n.front_ns, &n.front_if, self.target_cpu, false)?;
+        // The target's NAPI thread runs at real-time priority, as a NIC's receive softirq
+        // preempts every thread: at default priority it waited behind the target's own
+        // threads often enough for veth's 256-frame ring to overflow with the CPU half idle
+        // (legitimate SYNs lost with the flood: one-second retransmissions). The target's
+        // process gets what the receive path leaves, as it would on a NIC.
+        common::threaded_napi(&n.front_ns, &n.front_if, self.target_cpu, true)?;
         Ok(running)
     }
 }
