@@ -5,12 +5,12 @@
 //! User space sums the CPUs.
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal ),+ $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal ),+ $(,)?) => {
         /// One slot of the `COUNTERS` per-CPU array.
         #[repr(u32)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
         pub enum Counter {
-            $( $(#[$doc])* $variant, )+
+            $( $(#[doc = $doc])* $variant, )+
         }
 
         impl Counter {
@@ -22,6 +22,12 @@ macro_rules! counters {
             /// Stable name used in `tcpfront stats` output and its JSON.
             pub const fn name(self) -> &'static str {
                 match self { $(Counter::$variant => $name,)+ }
+            }
+
+            /// The counter's documentation (empty for self-explanatory ones), for metric
+            /// help texts.
+            pub const fn help(self) -> &'static str {
+                match self { $(Counter::$variant => concat!("" $(, $doc)*),)+ }
             }
 
             pub const fn index(self) -> u32 {

@@ -24,6 +24,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Load the XDP program on an interface and serve until SIGINT/SIGTERM.
@@ -103,6 +105,39 @@ pub struct RunArgs {
     /// no listener there the client gets a RST at once) or `drop`ped.
     #[arg(long, value_enum)]
     pub drain_syns: Option<DrainSyns>,
+    /// TCP keep-alive towards clients (RFC 1122 §4.2.3.6): `on` (default) or `off`.
+    #[arg(long, value_enum)]
+    pub keepalive: Option<OnOff>,
+    /// Idle time before the first keep-alive probe. Default 10m.
+    #[arg(long, value_name = "DURATION")]
+    pub keepalive_idle: Option<String>,
+    /// Time between unanswered keep-alive probes. Default 10s.
+    #[arg(long, value_name = "DURATION")]
+    pub keepalive_interval: Option<String>,
+    /// Unanswered probes after which the client is declared dead and reset. Default 6.
+    #[arg(long, value_name = "N")]
+    pub keepalive_count: Option<u32>,
+    /// How long a connection may stay in FIN-WAIT-2 (tcpfront closed, the client has not)
+    /// before it is dropped. Default 60s.
+    #[arg(long, value_name = "DURATION")]
+    pub fin_wait2_timeout: Option<String>,
+    /// How long the connect to the upstream may take before the client is reset. It stays
+    /// the upstream socket's TCP_USER_TIMEOUT: data unacknowledged by the upstream for longer
+    /// also ends the connection. Default 5s.
+    #[arg(long, value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// Per-connection send buffer towards the client (bytes; K and M suffixes, powers of
+    /// 1024). Default 256K.
+    #[arg(long, value_name = "SIZE")]
+    pub send_buffer: Option<String>,
+    /// Per-connection receive buffer, the most tcpfront advertises in its window (bytes; K
+    /// and M suffixes). Default 256K, at most 8M (the window scale is 7).
+    #[arg(long, value_name = "SIZE")]
+    pub recv_buffer: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464), in the
+    /// network namespace tcpfront runs in.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// A TOML file with any of these settings (keys named like the flags: `listen = [..]`,
     /// `upstream`, `max-conns`, …). Flags override it.
     #[arg(long, value_name = "FILE")]

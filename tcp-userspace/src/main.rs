@@ -1,5 +1,9 @@
 use clap::Parser as _;
-use tcpfront::{alloc_count::CountingAlloc, cli::Cli, cmd, logging, netns};
+use tcpfront::{
+    alloc_count::CountingAlloc,
+    cli::{self as cmd_line, Cli},
+    cmd, logging, netns, signals,
+};
 
 /// Counts each thread's allocations, so that `stats` can show the queue threads make none
 /// per frame.
@@ -8,12 +12,17 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, cmd_line::Command::Run(_)) {
+        // Until `run` has installed its handlers, a stop request waits instead of killing the
+        // process half set up; every thread made from here on inherits the mask.
+        signals::block_stop_signals();
+    }
     logging::init(cli.verbose);
     // setns() only moves the calling thread, so it must happen before any runtime thread exists.
     if let Some(ns) = &cli.netns
         && let Err(e) = netns::enter(ns)
     {
-        tracing::error!("{e:#}");
+        eprintln!("error: {e:#}");
         return std::process::ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -23,14 +32,15 @@ fn main() -> std::process::ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
+            eprintln!("error: cannot start the async runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
     match runtime.block_on(cmd::dispatch(cli.command, cli.netns)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A CLI's error line, not a log line (the daemon's own log says what led to it).
         Err(e) => {
-            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

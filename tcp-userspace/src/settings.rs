@@ -10,7 +10,7 @@ use crate::{
     bpf::config::FastPathSettings,
     cli::{AttachMode, DrainSyns, InvalidCookie, OnOff, RunArgs, XskModeArg},
     datapath::Upstream,
-    engine::EngineConfig,
+    engine::{EngineConfig, config::Keepalive},
 };
 
 /// The TOML file given by `--config`; every key is optional and named like its flag.
@@ -31,6 +31,32 @@ pub struct FileConfig {
     pub msl: Option<String>,
     pub drain_timeout: Option<String>,
     pub drain_syns: Option<String>,
+    pub keepalive: Option<bool>,
+    pub keepalive_idle: Option<String>,
+    pub keepalive_interval: Option<String>,
+    pub keepalive_count: Option<u32>,
+    pub fin_wait2_timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub send_buffer: Option<Size>,
+    pub recv_buffer: Option<Size>,
+    pub metrics: Option<String>,
+}
+
+/// A byte size in the file: `262144` or `"256K"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn resolve(&self) -> anyhow::Result<usize> {
+        match self {
+            Size::Bytes(n) => usize::try_from(*n).context("too large"),
+            Size::Text(t) => parse_size(t),
+        }
+    }
 }
 
 /// Everything `run` needs, resolved.
@@ -46,12 +72,71 @@ pub struct RunSettings {
     pub xsk_mode: XskModeArg,
     /// How long a graceful shutdown waits for connections to close before resetting them.
     pub drain_timeout: Duration,
+    /// Upper bound of an upstream connect (and TCP_USER_TIMEOUT of the upstream socket).
+    pub connect_timeout: Duration,
+    /// Where the Prometheus endpoint listens.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Default of `--drain-timeout`.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Parses `500ms`, `30s`, `2m` or a plain number of seconds.
+/// Default of `--connect-timeout` (HAProxy's documentation suggests `timeout connect 5s`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Buffer sizes a connection may be given: room for a few segments at least, and no more
+/// than a window scale of 7 can advertise (RFC 7323 §2.3: 65535 << 7).
+const MIN_BUFFER: usize = 16 << 10;
+const MAX_RECV_BUFFER: usize = 65_535 << 7;
+const MAX_SEND_BUFFER: usize = 64 << 20;
+
+/// Parses `262144`, `256K`, `4M` (powers of 1024; `KiB`/`MiB` also accepted).
+pub fn parse_size(s: &str) -> anyhow::Result<usize> {
+    let t = s.trim();
+    let (num, unit) = t
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((t, ""), |i| t.split_at(i));
+    let n: usize = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a size (e.g. 262144, 256K, 4M)"))?;
+    let mult = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        other => bail!("{s:?}: unknown unit {other:?} (use K or M)"),
+    };
+    n.checked_mul(mult)
+        .with_context(|| format!("{s:?} is too large"))
+}
+
+fn buffer(
+    flag: &str,
+    v: Option<anyhow::Result<usize>>,
+    max: usize,
+) -> anyhow::Result<Option<usize>> {
+    let Some(v) = v else { return Ok(None) };
+    let n = v.with_context(|| flag.to_string())?;
+    if !(MIN_BUFFER..=max).contains(&n) {
+        bail!(
+            "{flag} {n}: must be between {} KiB and {} KiB",
+            MIN_BUFFER >> 10,
+            max >> 10
+        );
+    }
+    Ok(Some(n))
+}
+
+/// A duration that must be more than zero.
+fn positive(flag: &str, v: Option<String>) -> anyhow::Result<Option<Duration>> {
+    let Some(v) = v else { return Ok(None) };
+    let d = parse_duration(&v).with_context(|| flag.to_string())?;
+    if d.is_zero() {
+        bail!("{flag} {v:?}: must be more than zero");
+    }
+    Ok(Some(d))
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
     let (num, unit) = s
@@ -64,7 +149,8 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         "ms" => v / 1000.0,
         "" | "s" => v,
         "m" => v * 60.0,
-        _ => bail!("{s:?}: unknown unit {unit:?} (use ms, s or m)"),
+        "h" => v * 3600.0,
+        _ => bail!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)"),
     };
     if !secs.is_finite() || secs < 0.0 {
         bail!("{s:?} is not a duration");
@@ -146,6 +232,79 @@ impl RunSettings {
         if let Some(msl) = args.msl.clone().or(file.msl.clone()) {
             engine.msl = parse_duration(&msl).context("--msl")?;
         }
+        let keepalive_on = match args.keepalive {
+            Some(v) => v == OnOff::On,
+            None => file.keepalive.unwrap_or(true),
+        };
+        let idle = positive(
+            "--keepalive-idle",
+            args.keepalive_idle.clone().or(file.keepalive_idle.clone()),
+        )?;
+        let interval = positive(
+            "--keepalive-interval",
+            args.keepalive_interval
+                .clone()
+                .or(file.keepalive_interval.clone()),
+        )?;
+        let count = args.keepalive_count.or(file.keepalive_count);
+        if count == Some(0) {
+            bail!("--keepalive-count must be at least 1");
+        }
+        engine.keepalive = if keepalive_on {
+            let mut k = engine.keepalive.clone().unwrap_or(Keepalive {
+                idle: Duration::from_secs(600),
+                interval: Duration::from_secs(10),
+                count: 6,
+            });
+            k.idle = idle.unwrap_or(k.idle);
+            k.interval = interval.unwrap_or(k.interval);
+            k.count = count.unwrap_or(k.count);
+            Some(k)
+        } else {
+            if idle.is_some() || interval.is_some() || count.is_some() {
+                bail!("--keepalive off: the --keepalive-idle/-interval/-count settings need it on");
+            }
+            None
+        };
+        if let Some(d) = positive(
+            "--fin-wait2-timeout",
+            args.fin_wait2_timeout
+                .clone()
+                .or(file.fin_wait2_timeout.clone()),
+        )? {
+            engine.fin_wait2_timeout = d;
+        }
+        let connect_timeout = positive(
+            "--connect-timeout",
+            args.connect_timeout
+                .clone()
+                .or(file.connect_timeout.clone()),
+        )?
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let send = args
+            .send_buffer
+            .as_deref()
+            .map(parse_size)
+            .or(file.send_buffer.as_ref().map(Size::resolve));
+        if let Some(n) = buffer("--send-buffer", send, MAX_SEND_BUFFER)? {
+            engine.send_buffer = n;
+        }
+        let recv = args
+            .recv_buffer
+            .as_deref()
+            .map(parse_size)
+            .or(file.recv_buffer.as_ref().map(Size::resolve));
+        if let Some(n) = buffer("--recv-buffer", recv, MAX_RECV_BUFFER)? {
+            engine.recv_buffer = n;
+        }
+        let metrics = match (args.metrics, file.metrics.as_deref()) {
+            (Some(a), _) => Some(a),
+            (None, Some(a)) => Some(
+                a.parse()
+                    .with_context(|| format!("config `metrics = {a:?}`: expected ADDR:PORT"))?,
+            ),
+            (None, None) => None,
+        };
         let drain_timeout = match args.drain_timeout.clone().or(file.drain_timeout.clone()) {
             Some(d) => parse_duration(&d).context("--drain-timeout")?,
             None => DEFAULT_DRAIN_TIMEOUT,
@@ -178,6 +337,8 @@ impl RunSettings {
             queues,
             xsk_mode: args.xsk_mode.unwrap_or(XskModeArg::Auto),
             drain_timeout,
+            connect_timeout,
+            metrics,
         })
     }
 }
@@ -291,11 +452,104 @@ mod tests {
     }
 
     #[test]
+    fn tunables_are_set_and_checked() {
+        let base = ["run", "--iface", "x", "--listen", "0.0.0.0:80", "--echo"];
+        let with = |extra: &[&str]| {
+            let argv: Vec<&str> = base.iter().chain(extra).copied().collect();
+            resolve(&argv)
+        };
+        let s = with(&[
+            "--keepalive-idle",
+            "2s",
+            "--keepalive-interval",
+            "500ms",
+            "--keepalive-count",
+            "3",
+            "--fin-wait2-timeout",
+            "5s",
+            "--connect-timeout",
+            "1s",
+            "--send-buffer",
+            "1M",
+            "--recv-buffer",
+            "64K",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.engine.keepalive,
+            Some(Keepalive {
+                idle: Duration::from_secs(2),
+                interval: Duration::from_millis(500),
+                count: 3
+            })
+        );
+        assert_eq!(s.engine.fin_wait2_timeout, Duration::from_secs(5));
+        assert_eq!(s.connect_timeout, Duration::from_secs(1));
+        assert_eq!(
+            (s.engine.send_buffer, s.engine.recv_buffer),
+            (1 << 20, 64 << 10)
+        );
+        assert_eq!(
+            with(&["--keepalive", "off"]).unwrap().engine.keepalive,
+            None
+        );
+        let d = with(&[]).unwrap();
+        assert_eq!(d.engine.keepalive, EngineConfig::default().keepalive);
+        assert_eq!(d.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+
+        let err = |extra: &[&str]| format!("{:#}", with(extra).unwrap_err());
+        assert!(err(&["--keepalive-count", "0"]).contains("--keepalive-count"));
+        assert!(err(&["--keepalive-idle", "0s"]).contains("--keepalive-idle"));
+        assert!(err(&["--keepalive", "off", "--keepalive-idle", "1s"]).contains("--keepalive off"));
+        assert!(err(&["--connect-timeout", "soon"]).contains("--connect-timeout"));
+        assert!(err(&["--recv-buffer", "16M"]).contains("--recv-buffer"));
+        assert!(err(&["--send-buffer", "1K"]).contains("--send-buffer"));
+        assert!(err(&["--send-buffer", "12Q"]).contains("--send-buffer"));
+    }
+
+    #[test]
+    fn tunables_from_the_file_and_bad_values_named() {
+        let dir = std::env::temp_dir().join(format!("tcpfront-tun-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            "iface = \"x\"\nlisten = [\"0.0.0.0:80\"]\necho = true\nkeepalive-idle = \"30s\"\n\
+             keepalive-count = 2\nsend-buffer = 131072\nrecv-buffer = \"1M\"\nconnect-timeout = \"2s\"\n",
+        )
+        .unwrap();
+        let s = resolve(&["run", "--config", p]).unwrap();
+        let k = s.engine.keepalive.unwrap();
+        assert_eq!((k.idle, k.count), (Duration::from_secs(30), 2));
+        assert_eq!(
+            (s.engine.send_buffer, s.engine.recv_buffer),
+            (131_072, 1 << 20)
+        );
+        assert_eq!(s.connect_timeout, Duration::from_secs(2));
+        // A value of the wrong type names the file and the key.
+        std::fs::write(&path, "iface = \"x\"\nkeepalive-count = \"many\"\n").unwrap();
+        let e = err(&["run", "--config", p]);
+        assert!(e.contains(p) && e.contains("keepalive-count"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("262144").unwrap(), 262_144);
+        assert_eq!(parse_size("256K").unwrap(), 256 << 10);
+        assert_eq!(parse_size("4MiB").unwrap(), 4 << 20);
+        assert!(parse_size("4G").is_err());
+        assert!(parse_size("K").is_err());
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("1h").is_err());
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("1d").is_err());
     }
 }

@@ -179,6 +179,23 @@ impl Lab {
     }
 
     /// Whether an XDP program is attached to the front-end interface.
+    /// Fails if tcpfront left anything behind on this lab: an XDP program on the front
+    /// interface, pins, or its control socket.
+    pub fn assert_nothing_left(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.front_has_xdp()?, "an XDP program is still attached");
+        anyhow::ensure!(
+            !self.pin_dir().exists(),
+            "pins left in {:?}",
+            self.pin_dir()
+        );
+        let sock = format!("/run/tcpfront/{}.sock", self.names.front_if);
+        anyhow::ensure!(
+            !std::path::Path::new(&sock).exists(),
+            "{sock} is still there"
+        );
+        Ok(())
+    }
+
     pub fn front_has_xdp(&self) -> anyhow::Result<bool> {
         let out = std::process::Command::new("ip")
             .args([

@@ -94,6 +94,16 @@ impl Tcpfront {
 
     /// As [`Tcpfront::start`], logging at `level` (`RUST_LOG`): benchmarks log less.
     pub fn start_with_log(lab: &Lab, extra: &[&str], level: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(lab, extra, level, &[])
+    }
+
+    /// As [`Tcpfront::start_with_log`], with more environment variables.
+    pub fn start_with_env(
+        lab: &Lab,
+        extra: &[&str],
+        level: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!("tcpfront-{}-{n}.log", lab.names.front_if));
@@ -108,6 +118,7 @@ impl Tcpfront {
         ])
         .args(extra)
         .env("RUST_LOG", level)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file);

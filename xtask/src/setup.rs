@@ -39,6 +39,10 @@ const DEBIAN_PACKAGES: &[(Has, &str)] = &[
         "libnginx-mod-stream",
     ),
     (Has::Program("wrk"), "wrk"),
+    // The metrics test scrapes tcpfront with a real Prometheus; the unit file is checked with
+    // systemd-analyze.
+    (Has::Program("prometheus"), "prometheus"),
+    (Has::Program("systemd-analyze"), "systemd"),
     // The charts' text.
     (Has::Program("fc-list"), "fontconfig"),
     (

@@ -34,10 +34,25 @@ pub fn read<T: std::borrow::Borrow<MapData>>(
     Ok(CounterSnapshot(out))
 }
 
+/// Rebuilds a snapshot from counter names and values (the control socket's answer);
+/// names this build does not know are ignored, missing ones read 0.
+pub fn from_named(named: &std::collections::BTreeMap<String, u64>) -> CounterSnapshot {
+    CounterSnapshot(
+        Counter::ALL
+            .iter()
+            .map(|c| named.get(c.name()).copied().unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// Opens the counters map from its pin.
+pub fn open_pinned(pin: &Path) -> anyhow::Result<CounterMap<MapData>> {
+    let data = MapData::from_pin(pin).with_context(|| format!("opening {}", pin.display()))?;
+    PerCpuArray::try_from(Map::PerCpuArray(data))
+        .with_context(|| format!("{} is not the counters map", pin.display()))
+}
+
 /// Reads the counters from their pin, which outlives a crashed daemon.
 pub fn read_pinned(pin: &Path) -> anyhow::Result<CounterSnapshot> {
-    let data = MapData::from_pin(pin).with_context(|| format!("opening {}", pin.display()))?;
-    let map: CounterMap<MapData> = PerCpuArray::try_from(Map::PerCpuArray(data))
-        .with_context(|| format!("{} is not the counters map", pin.display()))?;
-    read(&map)
+    read(&open_pinned(pin)?)
 }

@@ -2,17 +2,14 @@
 
 use std::{
     fs,
-    sync::Mutex,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
-use aya::{maps::MapData, programs::Xdp};
+use aya::programs::Xdp;
 use tcp_common::{XDP_PROGRAM, map_names};
-use tokio::{
-    signal::unix::{Signal, SignalKind, signal},
-    sync::{mpsc, watch},
-};
+use tokio::sync::{mpsc, watch};
 
 use crate::{
     bpf::{self, attach, bpffs},
@@ -23,8 +20,10 @@ use crate::{
     },
     datapath::{self, Phase, QueueConfig, QueueControl, QueueHandle, Upstream},
     instance::{self, InstanceLock, Paths},
-    logging,
+    logging, metrics,
+    notify::{self, Notifier},
     settings::RunSettings,
+    signals::{Signals, SignalsBlocked},
     xsk::XskMode,
 };
 
@@ -39,12 +38,24 @@ impl Drop for Pins<'_> {
     }
 }
 
+/// Logs and returns when a stop request arrived during start-up: what was set up so far is
+/// undone by the guards (pins, the program, the sockets) as `run` returns.
+fn stopped_during_start_up(started: Instant, at: &str) -> anyhow::Result<()> {
+    tracing::info!(
+        "stop requested during start-up ({at}, {:.0?} in): stopping without serving",
+        started.elapsed()
+    );
+    Ok(())
+}
+
 pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let settings = RunSettings::resolve(&args)?;
     instance::require_root("tcpfront run")?;
-    // Installed first: a signal during start-up is then seen (and cleaned up after) instead
-    // of killing the process with its pins in place.
-    let mut signals = ShutdownSignals::new()?;
+    let started = Instant::now();
+    // Installed first: a signal during start-up is then seen, and start-up stops at its next
+    // step, instead of the default action killing the process with its pins in place.
+    let mut signals = Signals::install()?;
+    let notify = Notifier::from_env();
     let iface = settings.iface.clone();
     let paths = Paths::new(&iface)?;
     super::interface_index(&iface)?;
@@ -57,11 +68,24 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     bpffs::ensure_mounted()?;
     let _lock = InstanceLock::acquire(&paths)?;
     instance::remove_stale_state(&paths)?;
+    if signals.stop_requested() {
+        return stopped_during_start_up(started, "before loading");
+    }
 
     let mut ebpf = bpf::open_object()?;
     // Keep the logger alive as long as the program: it owns the log ring buffer.
     let log_task = logging::spawn_ebpf_logger(&mut ebpf);
-    bpf::load_xdp(&mut ebpf)?;
+    {
+        let _blocked = SignalsBlocked::new();
+        bpf::load_xdp(&mut ebpf)?;
+    }
+    tracing::debug!(
+        "XDP program verified and loaded after {:.0?}",
+        started.elapsed()
+    );
+    if signals.stop_requested() {
+        return stopped_during_start_up(started, "program loaded");
+    }
     // Configure before attaching: the program never sees a half-written configuration.
     bpf::config::apply(&mut ebpf, &settings.fast_path)?;
 
@@ -81,9 +105,13 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
     let mut datapaths: Vec<QueueHandle> = Vec::new();
     let mut xsk_modes = Vec::new();
+    let connect_latency = metrics::connect_latency_histogram();
     if let Some(upstream) = &settings.upstream {
         let queues = settings.queues.unwrap_or_else(|| rx_queues(&iface));
         for queue in 0..queues {
+            if signals.stop_requested() {
+                return stopped_during_start_up(started, "opening the queues");
+            }
             let dp = datapath::spawn(
                 QueueConfig {
                     iface: iface.clone(),
@@ -96,6 +124,8 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
                     engine: settings.engine.clone(),
                     listen: settings.fast_path.listen.clone(),
                     upstream: upstream.clone(),
+                    connect_timeout: settings.connect_timeout,
+                    connect_latency: connect_latency.clone(),
                     flows_pin: paths.pin(map_names::FLOWS),
                     filter_pin: paths.pin(map_names::FLOW_FILTER),
                     filter_seed: settings.fast_path.filter_seed,
@@ -122,6 +152,9 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     for q in &queries {
         q.set_peers(queries.clone())?;
     }
+    if signals.stop_requested() {
+        return stopped_during_start_up(started, "before attaching");
+    }
 
     let prog: &mut Xdp = ebpf
         .program_mut(XDP_PROGRAM)
@@ -129,23 +162,30 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         .try_into()?;
     let (link, mode) = attach::attach(prog, &iface, settings.mode)?;
     let since = SystemTime::now();
-    let control = control_server::start(
-        &paths.socket,
-        ControlState {
-            status: status_info(&settings, netns, mode.name(), xsk_modes, since),
-            queues: queries.clone(),
-            flows: bpf::flows::open_pinned(&paths.pin(map_names::FLOWS))
-                .ok()
-                .map(Mutex::new),
-            phase: phase_rx.clone(),
-        },
-    )?;
+    let state = Arc::new(ControlState {
+        status: status_info(&settings, netns, mode.name(), xsk_modes, since),
+        queues: queries.clone(),
+        flows: bpf::flows::open_pinned(&paths.pin(map_names::FLOWS))
+            .ok()
+            .map(Mutex::new),
+        counters: bpf::counters::open_pinned(&paths.pin(map_names::COUNTERS)).ok(),
+        phase: phase_rx.clone(),
+    });
+    let control = control_server::start(&paths.socket, state.clone())?;
+    let metrics_server = match settings.metrics {
+        Some(addr) => Some(metrics::start(addr, state.clone(), connect_latency).await?),
+        None => None,
+    };
     tracing::info!(
-        "attached to {iface} in {} mode; maps pinned in {}; control socket {}",
+        "attached to {iface} in {} mode after {:.0?}; maps pinned in {}; control socket {}",
         mode.name(),
+        started.elapsed(),
         paths.pin_dir.display(),
         paths.socket.display()
     );
+    if let Some(m) = &metrics_server {
+        tracing::info!("Prometheus metrics on http://{}/metrics", m.addr);
+    }
     if settings.fast_path.listen.is_empty() {
         tracing::info!("no --listen address: counting and scrubbing only");
     }
@@ -159,13 +199,28 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
             }
         );
     }
+    notify.ready(&notify::serving_status(0));
+    let status_task = notify
+        .enabled()
+        .then(|| tokio::spawn(report_status(notify, queries.clone())));
 
-    let result = tokio::select! {
-        () = signals.next() => Ok(()),
-        r = first_failure(&mut exits, datapaths.is_empty()) => r,
+    let mut reloads = signals.reloads();
+    let result = loop {
+        tokio::select! {
+            () = signals.next_stop() => break Ok(()),
+            r = first_failure(&mut exits, datapaths.is_empty()) => break r,
+            () = reloads.next() => tracing::warn!(
+                "SIGHUP: reloading the configuration is not supported yet; nothing changed \
+                 (restart tcpfront to apply a new configuration)"
+            ),
+        }
     };
+    if let Some(t) = status_task {
+        t.abort();
+    }
 
     // Graceful shutdown: no new connections, FIN to the open ones, wait, reset the rest.
+    notify.stopping("draining");
     if let Err(e) = bpf::config::start_draining(&mut ebpf, &settings.fast_path) {
         tracing::error!("cannot stop answering SYNs: {e:#}");
     }
@@ -189,12 +244,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
             tracing::warn!("a datapath did not stop in time");
         }
     }
-    if let Ok(counters) = ebpf
-        .map(map_names::COUNTERS)
-        .context("no COUNTERS")
-        .and_then(|m| Ok(bpf::counters::CounterMap::<&MapData>::try_from(m)?))
-        && let Ok(snapshot) = bpf::counters::read(&counters)
-    {
+    if let Ok(snapshot) = state.xdp_snapshot() {
         tracing::info!(
             "frames seen: {}, tcp: {}",
             snapshot.get(tcp_common::Counter::Frames),
@@ -207,6 +257,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         .context("program vanished")?
         .try_into()?;
     prog.detach(link).context("detaching the XDP program")?;
+    drop(metrics_server);
     drop(pins);
     drop(control);
     if let Some(task) = log_task {
@@ -214,6 +265,19 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     }
     tracing::info!("detached from {iface}, unpinned, control socket removed");
     result
+}
+
+/// Keeps systemd's `STATUS=` line current with the connection count (only under systemd).
+async fn report_status(notify: Notifier, queues: Vec<QueueControl>) {
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let open = open_connections(&queues).await;
+        if open != last {
+            notify.status(&notify::serving_status(open));
+            last = open;
+        }
+    }
 }
 
 /// Resolves with the first datapath that ends (it only ends on error before shutdown).
@@ -272,31 +336,9 @@ fn rx_queues(iface: &str) -> u32 {
     (ch.rx_count + ch.combined_count).max(1)
 }
 
-/// SIGTERM and SIGINT, installed once so that a second one is seen too.
-struct ShutdownSignals {
-    term: Signal,
-    int: Signal,
-}
-
-impl ShutdownSignals {
-    fn new() -> anyhow::Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-        })
-    }
-
-    async fn next(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => tracing::info!("SIGTERM received"),
-            _ = self.int.recv() => tracing::info!("SIGINT received"),
-        }
-    }
-}
-
 /// Waits until no connection needs more time (all closed or in TIME-WAIT), the timeout
 /// passes, or a second signal comes.
-async fn drain(queues: &[QueueControl], timeout: Duration, signals: &mut ShutdownSignals) {
+async fn drain(queues: &[QueueControl], timeout: Duration, signals: &mut Signals) {
     if queues.is_empty() {
         return;
     }
@@ -317,7 +359,7 @@ async fn drain(queues: &[QueueControl], timeout: Duration, signals: &mut Shutdow
                 tracing::warn!("drain timeout: {open} connection(s) still open will be reset");
                 return;
             }
-            () = signals.next() => {
+            () = signals.next_stop() => {
                 tracing::warn!("second signal: resetting {open} open connection(s) now");
                 return;
             }

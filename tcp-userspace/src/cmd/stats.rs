@@ -22,16 +22,29 @@ pub struct Reading {
     pub engine: Option<EngineStats>,
 }
 
+/// Asks the daemon first (it works from any mount namespace); only a daemon that is gone
+/// leaves the pinned counters as the source.
 pub fn read(paths: &Paths) -> anyhow::Result<Reading> {
-    let pin = paths.pin(map_names::COUNTERS);
-    if !pin.exists() {
-        bail!(
-            "tcpfront is not running on {} (no pinned maps in {})",
-            paths.iface,
-            paths.pin_dir.display()
-        );
-    }
-    let xdp = counters::read_pinned(&pin)?;
+    let xdp = match client::ask(paths, &Request::Xdp)? {
+        Some(Response::Xdp { counters: named }) => counters::from_named(&named),
+        Some(other) => bail!("unexpected answer {other:?}"),
+        None => {
+            let pin = paths.pin(map_names::COUNTERS);
+            if !pin.exists() {
+                bail!(
+                    "tcpfront is not running on {} (no control socket {} and no pinned maps in \
+                     {})",
+                    paths.iface,
+                    paths.socket.display(),
+                    paths.pin_dir.display()
+                );
+            }
+            return Ok(Reading {
+                xdp: counters::read_pinned(&pin)?,
+                engine: None,
+            });
+        }
+    };
     let engine = match client::ask(paths, &Request::Stats)? {
         Some(Response::Stats(s)) => Some(s),
         Some(other) => bail!("unexpected answer {other:?}"),

@@ -11,6 +11,9 @@ pub enum Request {
     Conns,
     Stats,
     Status,
+    /// The XDP program's counters, summed over CPUs: the daemon reads its own map, so the
+    /// CLI needs no access to the pins (hidden under `ip netns exec`, which remounts /sys).
+    Xdp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,7 +22,13 @@ pub enum Response {
     Conns(ConnsReply),
     Stats(EngineStats),
     Status(StatusInfo),
-    Error { message: String },
+    /// Counter name (as in `stats`) → value.
+    Xdp {
+        counters: BTreeMap<String, u64>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// One connection: an entry of the XDP flow map, the engine's TCB, or (usually) both.

@@ -14,9 +14,14 @@ use tokio::{
     sync::watch,
 };
 
+use aya::maps::MapData;
+
 use super::proto::{ConnsReply, EngineStats, Request, Response, StatusInfo};
 use crate::{
-    bpf::flows::{self, FlowMap},
+    bpf::{
+        counters::{self, CounterMap},
+        flows::{self, FlowMap},
+    },
     datapath::{Phase, QueueControl, QueueSnapshot},
 };
 
@@ -30,6 +35,8 @@ pub struct ControlState {
     pub queues: Vec<QueueControl>,
     /// The pinned XDP flow map, joined with the engines' connections.
     pub flows: Option<Mutex<FlowMap>>,
+    /// The XDP counters, served to CLIs that cannot see the pins.
+    pub counters: Option<CounterMap<MapData>>,
     pub phase: watch::Receiver<Phase>,
 }
 
@@ -47,7 +54,7 @@ impl Drop for ControlServer {
 }
 
 /// Binds `path` (root-only: mode 0600, and peers are checked to be uid 0) and serves.
-pub fn start(path: &Path, state: ControlState) -> anyhow::Result<ControlServer> {
+pub fn start(path: &Path, state: Arc<ControlState>) -> anyhow::Result<ControlServer> {
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     {
@@ -55,7 +62,6 @@ pub fn start(path: &Path, state: ControlState) -> anyhow::Result<ControlServer> 
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("chmod 0600 {}", path.display()))?;
     }
-    let state = Arc::new(state);
     let task = tokio::spawn(async move {
         loop {
             match listener.accept().await {
@@ -103,6 +109,9 @@ async fn serve_one(stream: UnixStream, state: Arc<ControlState>) {
 }
 
 async fn answer(req: Request, state: &ControlState) -> Response {
+    if req == Request::Xdp {
+        return xdp_counters(state);
+    }
     let snapshots = match snapshots(state).await {
         Ok(s) => s,
         Err(e) => {
@@ -113,13 +122,8 @@ async fn answer(req: Request, state: &ControlState) -> Response {
     };
     match req {
         Request::Conns => Response::Conns(conns(state, snapshots)),
-        Request::Stats => {
-            let mut total = EngineStats::default();
-            for s in &snapshots {
-                total.add(&s.stats);
-            }
-            Response::Stats(total)
-        }
+        Request::Stats => Response::Stats(total(&snapshots)),
+        Request::Xdp => xdp_counters(state),
         Request::Status => {
             let mut st = state.status.clone();
             let now = SystemTime::now()
@@ -136,6 +140,44 @@ async fn answer(req: Request, state: &ControlState) -> Response {
             st.cookie_secret.age_secs = st.uptime_secs;
             Response::Status(st)
         }
+    }
+}
+
+impl ControlState {
+    /// The XDP counters, summed over CPUs.
+    pub fn xdp_snapshot(&self) -> anyhow::Result<counters::CounterSnapshot> {
+        let map = self
+            .counters
+            .as_ref()
+            .context("the XDP counters map is not open")?;
+        counters::read(map)
+    }
+
+    /// The engines' counters, summed over the queues.
+    pub async fn engine_stats(&self) -> anyhow::Result<EngineStats> {
+        Ok(total(&snapshots(self).await?))
+    }
+}
+
+fn total(snapshots: &[QueueSnapshot]) -> EngineStats {
+    let mut total = EngineStats::default();
+    for s in snapshots {
+        total.add(&s.stats);
+    }
+    total
+}
+
+fn xdp_counters(state: &ControlState) -> Response {
+    match state.xdp_snapshot() {
+        Ok(snapshot) => Response::Xdp {
+            counters: snapshot
+                .iter()
+                .map(|(c, v)| (c.name().to_string(), v))
+                .collect(),
+        },
+        Err(e) => Response::Error {
+            message: format!("{e:#}"),
+        },
     }
 }
 

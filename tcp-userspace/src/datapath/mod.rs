@@ -44,6 +44,10 @@ pub struct QueueConfig {
     pub engine: EngineConfig,
     pub listen: Vec<SocketAddr>,
     pub upstream: Upstream,
+    /// Bound of an upstream connect, kept as the socket's TCP_USER_TIMEOUT.
+    pub connect_timeout: std::time::Duration,
+    /// Upstream connect latencies, in seconds (shared with the metrics endpoint).
+    pub connect_latency: prometheus_client::metrics::histogram::Histogram,
     pub flows_pin: PathBuf,
     pub filter_pin: PathBuf,
     /// The flow filter's hash seed (`Config::filter_seed`).

@@ -551,6 +551,13 @@ impl Queue {
             None => UpstreamConn::Echo,
             Some(addr) => match TcpStream::connect(addr) {
                 Ok(mut s) => {
+                    // The kernel would retry the SYN for ~2 minutes; TCP_USER_TIMEOUT bounds
+                    // the connect (and later, how long the upstream may leave data unacked).
+                    if let Err(e) = socket2::SockRef::from(&s)
+                        .set_tcp_user_timeout(Some(self.cfg.connect_timeout))
+                    {
+                        tracing::debug!("TCP_USER_TIMEOUT on an upstream socket: {e}");
+                    }
                     if let Err(e) = self.poll.registry().register(
                         &mut s,
                         Token(id.to_u64() as usize),
@@ -574,9 +581,11 @@ impl Queue {
             (_, Some(addr)) => Some(addr.to_string()),
             _ => None,
         };
+        let connecting = matches!(upstream, UpstreamConn::Connecting(_));
         if let Some(c) = self.conn_mut(id) {
             c.upstream = upstream;
             c.upstream_peer = peer;
+            c.connect_started = connecting.then(std::time::Instant::now);
         }
         self.mark_ready(id);
     }
@@ -594,7 +603,18 @@ impl Queue {
         };
         if matches!(c.upstream, UpstreamConn::Connecting(_)) {
             // The connect finished, one way or the other.
-            if (writable || readable) && c.connected() == Outcome::Failed {
+            if !(writable || readable) {
+                return;
+            }
+            let outcome = c.connected();
+            if let Some(started) = c.connect_started.take()
+                && outcome == Outcome::Ok
+            {
+                self.cfg
+                    .connect_latency
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            if outcome == Outcome::Failed {
                 self.upstream_failed(id);
                 return;
             }

@@ -75,6 +75,8 @@ pub struct Conn {
     /// The upstream's address (`echo` for the built-in echo), once connected; `conns` asks
     /// the socket for our end only when it is shown (no system call per connection).
     pub upstream_peer: Option<String>,
+    /// When the upstream connect started (for the connect-latency histogram).
+    pub connect_started: Option<std::time::Instant>,
 }
 
 /// What moving bytes found out.
@@ -92,6 +94,7 @@ impl Conn {
             l2,
             upstream,
             upstream_peer: None,
+            connect_started: None,
         }
     }
 
