@@ -42,6 +42,32 @@ pub const PORT_V4_EXACT: u8 = 1 << 2;
 /// `PORTS` value bit: some IPv6 addresses of this port are protected; `LISTEN` says which.
 pub const PORT_V6_EXACT: u8 = 1 << 3;
 
+/// `PORTS` value bit: the IPv4 wildcard of this port is *retired* (removed by a reload): its
+/// connections' segments still go to user space, its new SYNs are not answered.
+pub const PORT_V4_ANY_RETIRED: u8 = 1 << 4;
+/// `PORTS` value bit: the IPv6 wildcard of this port is retired.
+pub const PORT_V6_ANY_RETIRED: u8 = 1 << 5;
+
+/// `LISTEN` value: the exact address takes new connections.
+pub const LISTEN_SERVING: u32 = 1;
+/// `LISTEN` value: the exact address was removed by a reload: its open connections are
+/// served to their end, new SYNs are not answered.
+pub const LISTEN_RETIRED: u32 = 2;
+
+/// What a destination is to the XDP program.
+pub const PROTECTION_NONE: u8 = 0;
+pub const PROTECTION_SERVING: u8 = 1;
+pub const PROTECTION_RETIRED: u8 = 2;
+
+/// The `PORTS` bit that retires a family's wildcard.
+pub const fn port_retired_bit(family: u8) -> u8 {
+    if family == FAMILY_V6 {
+        PORT_V6_ANY_RETIRED
+    } else {
+        PORT_V4_ANY_RETIRED
+    }
+}
+
 /// The `PORTS` bits that make `dst:port` protected for a family, given whether `LISTEN`
 /// holds the exact address (`exact`). The XDP program asks `LISTEN` only when the port has
 /// exact entries of that family, so the common wildcard case costs one array lookup.

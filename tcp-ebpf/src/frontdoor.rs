@@ -28,7 +28,14 @@ const DEFAULT_WINDOW: u16 = 65535;
 const DEFAULT_WSCALE: u8 = 7;
 
 #[inline(always)]
-pub fn handle(ctx: &XdpContext, seg: &Segment, class: Counter, config: &Config, c: Counts) -> u32 {
+pub fn handle(
+    ctx: &XdpContext,
+    seg: &Segment,
+    class: Counter,
+    config: &Config,
+    retired: bool,
+    c: Counts,
+) -> u32 {
     let Some(words) = listen::flow_words(ctx, seg) else {
         c.add(Counter::DropTruncated);
         return xdp_action::XDP_DROP;
@@ -44,8 +51,9 @@ pub fn handle(ctx: &XdpContext, seg: &Segment, class: Counter, config: &Config, 
     if maybe_flow && unsafe { FLOWS.get(&key) }.is_some() {
         return to_user_space(ctx, c);
     }
-    if class == Counter::ClassSyn && config.flags & CFG_DRAINING != 0 {
-        // Shutting down: a new connection would only be reset by the drain.
+    if class == Counter::ClassSyn && (config.flags & CFG_DRAINING != 0 || retired) {
+        // Shutting down, a new connection would only be reset by the drain; a destination a
+        // reload removed takes no new connection (its open ones, above, finish).
         c.add(Counter::SynWhileDraining);
         return if config.flags & CFG_DRAIN_DROP_SYNS != 0 {
             xdp_action::XDP_DROP

@@ -3,24 +3,32 @@
 use aya_ebpf::programs::XdpContext;
 use tcp_common::{
     bpf_mem::{ld32, ld64},
-    maps::{FAMILY_V4, FlowKey, ListenKey, port_bits},
+    maps::{
+        FAMILY_V4, FlowKey, LISTEN_SERVING, ListenKey, PROTECTION_NONE, PROTECTION_RETIRED,
+        PROTECTION_SERVING, port_bits, port_retired_bit,
+    },
 };
 
 use crate::{LISTEN, PORTS, packet, parse::Segment};
 
-/// Whether `dst:port` is protected: one array lookup for the port (which is all a wildcard
-/// listen address needs), a `LISTEN` lookup only for ports with exact addresses.
+/// Whether `dst:port` is protected (`PROTECTION_*`): one array lookup for the port (which
+/// is all a serving wildcard needs), a `LISTEN` lookup only for ports with exact addresses.
+/// A retired destination (removed by a reload) still has its flows served.
 #[inline(always)]
-pub fn is_protected(ctx: &XdpContext, seg: &Segment) -> bool {
+pub fn protection(ctx: &XdpContext, seg: &Segment) -> u8 {
     let Some(&bits) = PORTS.get(u32::from(seg.dst_port)) else {
-        return false;
+        return PROTECTION_NONE;
     };
     let (any, exact) = port_bits(seg.family);
-    if bits & any != 0 {
-        return true;
-    }
+    let wildcard = if bits & any == 0 {
+        PROTECTION_NONE
+    } else if bits & port_retired_bit(seg.family) != 0 {
+        PROTECTION_RETIRED
+    } else {
+        return PROTECTION_SERVING;
+    };
     if bits & exact == 0 {
-        return false;
+        return wildcard;
     }
     let mut key = ListenKey {
         addr: [0; 16],
@@ -33,19 +41,23 @@ pub fn is_protected(ctx: &XdpContext, seg: &Segment) -> bool {
     unsafe {
         if seg.family == FAMILY_V4 {
             let Some(ip) = packet::at::<20>(ctx, seg.l3_off) else {
-                return false;
+                return PROTECTION_NONE;
             };
             *a = ld32::<16>(ip) as u32;
         } else {
             let Some(ip) = packet::at::<40>(ctx, seg.l3_off) else {
-                return false;
+                return PROTECTION_NONE;
             };
             *a = ld32::<24>(ip) as u32;
             *a.add(1) = ld32::<28>(ip) as u32;
             *a.add(2) = ld32::<32>(ip) as u32;
             *a.add(3) = ld32::<36>(ip) as u32;
         }
-        LISTEN.get(key).is_some()
+        match LISTEN.get(key) {
+            Some(&LISTEN_SERVING) => PROTECTION_SERVING,
+            Some(_) => PROTECTION_RETIRED,
+            None => wildcard,
+        }
     }
 }
 

@@ -38,6 +38,7 @@ mod prog {
         cookie::CookieKeys,
         maps::{
             CFG_ENABLED, CFG_SCRUB_ALL, Config, FLOW_FILTER_WORDS, FlowKey, FlowValue, ListenKey,
+            PROTECTION_NONE, PROTECTION_RETIRED,
         },
     };
 
@@ -118,7 +119,8 @@ mod prog {
         if config.flags & CFG_ENABLED == 0 {
             return xdp_action::XDP_PASS;
         }
-        let protected = listen::is_protected(ctx, &seg);
+        let protection = listen::protection(ctx, &seg);
+        let protected = protection != PROTECTION_NONE;
         if classify::is_illegal(class) {
             if protected || config.flags & CFG_SCRUB_ALL != 0 {
                 c.add(Counter::DropIllegalFlags);
@@ -129,7 +131,14 @@ mod prog {
         if !protected {
             return xdp_action::XDP_PASS;
         }
-        frontdoor::handle(ctx, &seg, class, config, c)
+        frontdoor::handle(
+            ctx,
+            &seg,
+            class,
+            config,
+            protection == PROTECTION_RETIRED,
+            c,
+        )
     }
 
     #[inline(always)]

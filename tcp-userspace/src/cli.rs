@@ -64,9 +64,36 @@ pub struct RunArgs {
     /// every address. Without any, tcpfront only counts and scrubs.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     pub listen: Vec<std::net::SocketAddr>,
-    /// Where connections are relayed to, over kernel TCP.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub upstream: Option<String>,
+    /// A backend connections are relayed to, over kernel TCP (repeatable: a pool).
+    /// `,weight=N` (1-256) gives it N shares of the new connections.
+    #[arg(long = "upstream", value_name = "HOST:PORT[,weight=N]")]
+    pub upstream: Vec<String>,
+    /// How the pool's backend is chosen for a new connection. Default round-robin.
+    #[arg(long, value_enum)]
+    pub balance: Option<crate::backends::Balance>,
+    /// Active TCP health checks of the backends (`on`, default, or `off`).
+    #[arg(long, value_enum)]
+    pub health_checks: Option<OnOff>,
+    /// Time between two checks of a backend. Default 2s.
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// How long a check's connect may take. Default 1s.
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Checks passed in a row that bring a down backend up. Default 2.
+    #[arg(long, value_name = "N")]
+    pub health_rise: Option<u32>,
+    /// Checks failed in a row that take a backend down. Default 3.
+    #[arg(long, value_name = "N")]
+    pub health_fall: Option<u32>,
+    /// Send the PROXY protocol header (`v1` text or `v2` binary) to the backends first, so
+    /// that they see the client's address and port.
+    #[arg(long, value_enum)]
+    pub proxy_protocol: Option<crate::backends::ProxyVersion>,
+    /// Other backends tried when a connect fails (refused, timed out), before the client
+    /// gets RST. Default 2.
+    #[arg(long, value_name = "N")]
+    pub connect_retries: Option<u32>,
     /// Built-in upstream that echoes every byte back (demos, tests).
     #[arg(long)]
     pub echo: bool,

@@ -10,8 +10,10 @@
 //! Names: `tcpfront_xdp_<counter>_total` for every XDP counter (as `stats` names them,
 //! summed over CPUs), `tcpfront_engine_<counter>_total` for the engines' counters,
 //! `tcpfront_connections{state}` (RFC 9293 state names), `tcpfront_queue_connections{queue}`,
-//! `tcpfront_upstream_connect_duration_seconds` (histogram) and `tcpfront_build_info`.
-//! No label carries a client address.
+//! `tcpfront_upstream_connect_duration_seconds` (histogram), per backend
+//! `tcpfront_backend_{up,connections,connects_total,connect_failures_total,checks_failed_total}`
+//! labelled `backend="HOST:PORT"`, and `tcpfront_build_info`. No label carries a client
+//! address.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -144,6 +146,10 @@ pub async fn render(state: &ControlState, latency: &Histogram) -> anyhow::Result
     let engine = state.engine_stats().await?;
     register_engine(&mut registry, &engine)?;
 
+    if let Some(pool) = state.current_pool() {
+        register_backends(&mut registry, &pool.statuses());
+    }
+
     registry.register_with_unit(
         "upstream_connect_duration",
         "Time from the client's completed handshake to the upstream's connect completing",
@@ -212,6 +218,40 @@ fn register_engine(registry: &mut Registry, e: &EngineStats) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// Per backend, labelled by its configured `HOST:PORT` (bounded: the pool's size).
+fn register_backends(registry: &mut Registry, backends: &[crate::backends::BackendStatus]) {
+    type Labels = Vec<(String, String)>;
+    let up = Family::<Labels, Gauge>::default();
+    let active = Family::<Labels, Gauge>::default();
+    let connects = Family::<Labels, Counter>::default();
+    let failures = Family::<Labels, Counter>::default();
+    let checks_failed = Family::<Labels, Counter>::default();
+    for b in backends {
+        let l = vec![("backend".to_string(), b.backend.clone())];
+        up.get_or_create(&l).set(i64::from(b.up));
+        active
+            .get_or_create(&l)
+            .set(i64::try_from(b.active).unwrap_or(i64::MAX));
+        connects.get_or_create(&l).inc_by(b.connects);
+        failures.get_or_create(&l).inc_by(b.connect_failures);
+        checks_failed.get_or_create(&l).inc_by(b.checks_failed);
+    }
+    let sub = registry.sub_registry_with_prefix("backend");
+    sub.register("up", "1 if the backend's health checks pass", up);
+    sub.register(
+        "connections",
+        "Connections assigned to the backend now",
+        active,
+    );
+    sub.register("connects", "Connections given to the backend", connects);
+    sub.register(
+        "connect_failures",
+        "Connects to the backend that failed (refused, timed out)",
+        failures,
+    );
+    sub.register("checks_failed", "Health checks that failed", checks_failed);
 }
 
 fn engine_help(name: &str) -> String {

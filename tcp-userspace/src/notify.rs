@@ -1,6 +1,7 @@
 //! systemd's readiness protocol (sd_notify(3)) through the sd-notify crate, for
 //! `Type=notify` units: `READY=1` once XDP is attached and every queue serves, `STATUS=`
-//! lines with the connection count, `STOPPING=1` when the drain starts. Without
+//! lines with the connection count, `RELOADING=1` … `READY=1` around a reload, `STOPPING=1`
+//! when the drain starts. Without
 //! `NOTIFY_SOCKET` (not under systemd) every call is a no-op.
 
 use sd_notify::NotifyState;
@@ -27,6 +28,11 @@ impl Notifier {
 
     pub fn status(self, status: &str) {
         self.send(&[NotifyState::Status(status)]);
+    }
+
+    /// A reload starts; `ready` ends it.
+    pub fn reloading(self) {
+        self.send(&[NotifyState::Reloading]);
     }
 
     pub fn stopping(self, status: &str) {

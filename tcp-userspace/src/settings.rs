@@ -7,6 +7,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
 use crate::{
+    backends::{BackendSpec, Balance, HealthSettings, PoolSettings, ProxyVersion},
     bpf::config::FastPathSettings,
     cli::{AttachMode, DrainSyns, InvalidCookie, OnOff, RunArgs, XskModeArg},
     datapath::Upstream,
@@ -21,8 +22,16 @@ pub struct FileConfig {
     pub mode: Option<String>,
     #[serde(default)]
     pub listen: Vec<String>,
-    pub upstream: Option<String>,
+    pub upstream: Option<OneOrMany>,
     pub echo: Option<bool>,
+    pub balance: Option<String>,
+    pub health_checks: Option<bool>,
+    pub health_interval: Option<String>,
+    pub health_timeout: Option<String>,
+    pub health_rise: Option<u32>,
+    pub health_fall: Option<u32>,
+    pub proxy_protocol: Option<String>,
+    pub connect_retries: Option<u32>,
     pub syn_cookies: Option<bool>,
     pub invalid_cookie: Option<String>,
     pub scrub_all: Option<bool>,
@@ -40,6 +49,23 @@ pub struct FileConfig {
     pub send_buffer: Option<Size>,
     pub recv_buffer: Option<Size>,
     pub metrics: Option<String>,
+}
+
+/// `upstream = "a:1"` or `upstream = ["a:1", "b:1,weight=2"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// A byte size in the file: `262144` or `"256K"`.
@@ -188,17 +214,19 @@ impl RunSettings {
             args.listen.clone()
         };
         let echo = args.echo || file.echo.unwrap_or(false);
-        let upstream_addr = args.upstream.clone().or(file.upstream.clone());
-        let upstream = match (upstream_addr, echo) {
-            (Some(_), true) => bail!("--upstream and --echo exclude each other: choose one"),
-            (Some(a), false) => {
-                if !a.contains(':') {
-                    bail!("--upstream {a:?}: expected HOST:PORT");
-                }
-                Some(Upstream::Tcp(a))
-            }
-            (None, true) => Some(Upstream::Echo),
-            (None, false) => None,
+        let targets = if args.upstream.is_empty() {
+            file.upstream
+                .clone()
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default()
+        } else {
+            args.upstream.clone()
+        };
+        let upstream = match (targets.is_empty(), echo) {
+            (false, true) => bail!("--upstream and --echo exclude each other: choose one"),
+            (false, false) => Some(Upstream::Pool(pool_settings(args, &file, &targets)?)),
+            (true, true) => Some(Upstream::Echo),
+            (true, false) => None,
         };
         match (&upstream, listen.is_empty()) {
             (Some(_), true) => {
@@ -343,6 +371,92 @@ impl RunSettings {
     }
 }
 
+/// The pool: `--upstream` targets (flags, else the file) and how they are used.
+fn pool_settings(
+    args: &RunArgs,
+    file: &FileConfig,
+    targets: &[String],
+) -> anyhow::Result<PoolSettings> {
+    let backends = targets
+        .iter()
+        .map(|t| t.parse::<BackendSpec>().context("--upstream"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let balance = match (args.balance, file.balance.as_deref()) {
+        (Some(b), _) => b,
+        (None, None | Some("round-robin")) => Balance::RoundRobin,
+        (None, Some("least-conn")) => Balance::LeastConn,
+        (None, Some(other)) => {
+            bail!("config `balance = {other:?}`: expected \"round-robin\" or \"least-conn\"")
+        }
+    };
+    let proxy_protocol = match (args.proxy_protocol, file.proxy_protocol.as_deref()) {
+        (Some(v), _) => Some(v),
+        (None, None) => None,
+        (None, Some("v1")) => Some(ProxyVersion::V1),
+        (None, Some("v2")) => Some(ProxyVersion::V2),
+        (None, Some(other)) => {
+            bail!("config `proxy-protocol = {other:?}`: expected \"v1\" or \"v2\"")
+        }
+    };
+    let mut health = HealthSettings {
+        enabled: match args.health_checks {
+            Some(v) => v == OnOff::On,
+            None => file.health_checks.unwrap_or(true),
+        },
+        ..HealthSettings::default()
+    };
+    if let Some(d) = positive(
+        "--health-interval",
+        args.health_interval
+            .clone()
+            .or(file.health_interval.clone()),
+    )? {
+        health.interval = d;
+    }
+    if let Some(d) = positive(
+        "--health-timeout",
+        args.health_timeout.clone().or(file.health_timeout.clone()),
+    )? {
+        health.timeout = d;
+    }
+    for (flag, v, slot) in [
+        (
+            "--health-rise",
+            args.health_rise.or(file.health_rise),
+            &mut health.rise,
+        ),
+        (
+            "--health-fall",
+            args.health_fall.or(file.health_fall),
+            &mut health.fall,
+        ),
+    ] {
+        if let Some(n) = v {
+            if n == 0 {
+                bail!("{flag} must be at least 1");
+            }
+            *slot = n;
+        }
+    }
+    let connect_retries = args
+        .connect_retries
+        .or(file.connect_retries)
+        .unwrap_or(DEFAULT_CONNECT_RETRIES);
+    if connect_retries > 63 {
+        bail!("--connect-retries {connect_retries}: at most 63");
+    }
+    Ok(PoolSettings {
+        backends,
+        balance,
+        health,
+        proxy_protocol,
+        connect_retries,
+    })
+}
+
+/// Default of `--connect-retries`: two other backends before the client gets RST.
+pub const DEFAULT_CONNECT_RETRIES: u32 = 2;
+
 fn load(path: &Path) -> anyhow::Result<FileConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("--config {}", path.display()))?;
@@ -442,7 +556,11 @@ mod tests {
         assert_eq!(s.iface, "eth9");
         assert_eq!(s.engine.max_connections, 10);
         assert_eq!(s.engine.msl, Duration::from_millis(500));
-        assert_eq!(s.upstream, Some(Upstream::Tcp("127.0.0.1:8080".into())));
+        let Some(Upstream::Pool(pool)) = &s.upstream else {
+            panic!("no pool: {:?}", s.upstream)
+        };
+        assert_eq!(pool.backends, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(pool.balance, Balance::RoundRobin);
         let s = resolve(&["run", "--config", p, "--iface", "eth1", "--max-conns", "5"]).unwrap();
         assert_eq!((s.iface.as_str(), s.engine.max_connections), ("eth1", 5));
 
@@ -532,6 +650,79 @@ mod tests {
         let e = err(&["run", "--config", p]);
         assert!(e.contains(p) && e.contains("keepalive-count"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pools_from_flags_and_file() {
+        let s = resolve(&[
+            "run",
+            "--iface",
+            "x",
+            "--listen",
+            "0.0.0.0:80",
+            "--upstream",
+            "127.0.0.1:1",
+            "--upstream",
+            "127.0.0.1:2,weight=3",
+            "--balance",
+            "least-conn",
+            "--proxy-protocol",
+            "v2",
+            "--health-interval",
+            "500ms",
+            "--health-fall",
+            "1",
+            "--connect-retries",
+            "0",
+        ])
+        .unwrap();
+        let Some(Upstream::Pool(p)) = s.upstream else {
+            panic!("no pool")
+        };
+        assert_eq!(p.backends.len(), 2);
+        assert_eq!(p.backends[1].weight, 3);
+        assert_eq!(p.balance, Balance::LeastConn);
+        assert_eq!(p.proxy_protocol, Some(ProxyVersion::V2));
+        assert_eq!(p.health.interval, Duration::from_millis(500));
+        assert_eq!((p.health.fall, p.health.rise), (1, 2));
+        assert_eq!(p.connect_retries, 0);
+
+        let dir = std::env::temp_dir().join(format!("tcpfront-pool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            "iface = \"x\"\nlisten = [\"0.0.0.0:80\"]\nupstream = [\"127.0.0.1:1\", \
+             \"127.0.0.1:2,weight=2\"]\nproxy-protocol = \"v1\"\nhealth-checks = false\n",
+        )
+        .unwrap();
+        let s = resolve(&["run", "--config", p]).unwrap();
+        let Some(Upstream::Pool(pool)) = s.upstream else {
+            panic!("no pool")
+        };
+        assert_eq!(pool.backends.len(), 2);
+        assert_eq!(pool.proxy_protocol, Some(ProxyVersion::V1));
+        assert!(!pool.health.enabled);
+        std::fs::write(
+            &path,
+            "listen = [\"0.0.0.0:80\"]\nupstream = \"a:1\"\nbalance = \"random\"\n",
+        )
+        .unwrap();
+        assert!(err(&["run", "--config", p, "--iface", "x"]).contains("balance"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            err(&[
+                "run",
+                "--iface",
+                "x",
+                "--listen",
+                "0.0.0.0:80",
+                "--upstream",
+                "a:1,weight=0"
+            ])
+            .contains("weight")
+        );
     }
 
     #[test]

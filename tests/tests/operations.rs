@@ -285,9 +285,29 @@ fn systemd_is_told_ready_status_and_stopping_in_order() -> anyhow::Result<()> {
     )?;
     drop(client);
 
+    // A reload is bracketed by RELOADING=1 and READY=1 (this one is refused: no --config).
+    let before = seen.len();
+    tf.proc.signal(libc::SIGHUP);
+    notifications(&sock, &mut seen, "RELOADING=1", Duration::from_secs(10))?;
+    let mut after = seen.split_off(before);
+    notifications(&sock, &mut after, "READY=1", Duration::from_secs(10))?;
+    let reloading = after
+        .iter()
+        .position(|m| m.lines().any(|l| l == "RELOADING=1"));
+    let ready = after.iter().position(|m| m.lines().any(|l| l == "READY=1"));
+    ensure!(reloading < ready, "reload out of order: {after:?}");
+    ensure!(
+        tf.log_text().contains("reload refused"),
+        "{}",
+        tf.log_text()
+    );
+    ensure!(lab.front_has_xdp()?, "a refused reload stopped tcpfront");
+    seen.extend(after);
+
     tf.proc.signal(libc::SIGTERM);
     notifications(&sock, &mut seen, "STOPPING=1", Duration::from_secs(10))?;
     let index = |what: &str| seen.iter().position(|m| m.lines().any(|l| l == what));
+    // (READY=1 is there twice: at start and after the reload; the first counts.)
     let (ready, one, stopping) = (
         index("READY=1"),
         index("STATUS=serving: 1 connection"),

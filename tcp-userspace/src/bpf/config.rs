@@ -12,7 +12,8 @@ use tcp_common::{
     map_names,
     maps::{
         CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_ENABLED, CFG_RST_INVALID_COOKIE, CFG_SCRUB_ALL,
-        CFG_SYN_COOKIES, Config, FAMILY_V4, FAMILY_V6, ListenKey, port_bits,
+        CFG_SYN_COOKIES, Config, FAMILY_V4, FAMILY_V6, LISTEN_RETIRED, LISTEN_SERVING, ListenKey,
+        port_bits, port_retired_bit,
     },
 };
 
@@ -87,8 +88,14 @@ pub fn listen_key(addr: &SocketAddr) -> ListenKey {
 }
 
 /// The `PORTS` bits of every port `listen` protects: a wildcard address sets the family's
-/// "any" bit, an exact one its "exact" bit (the address then goes into `LISTEN`).
-pub fn port_map(listen: &[SocketAddr]) -> std::collections::BTreeMap<u16, u8> {
+/// "any" bit, an exact one its "exact" bit (the address then goes into `LISTEN`). `retired`
+/// addresses (removed by a reload) keep their bits so that their connections' segments still
+/// reach user space; a retired wildcard also gets its family's retired bit, unless a serving
+/// wildcard of that family and port is back.
+pub fn port_map(
+    listen: &[SocketAddr],
+    retired: &[SocketAddr],
+) -> std::collections::BTreeMap<u16, u8> {
     let mut ports = std::collections::BTreeMap::new();
     for addr in listen {
         let key = listen_key(addr);
@@ -99,34 +106,64 @@ pub fn port_map(listen: &[SocketAddr]) -> std::collections::BTreeMap<u16, u8> {
             exact
         };
     }
+    for addr in retired {
+        let key = listen_key(addr);
+        let (any, exact) = port_bits(key.family);
+        let bits = ports.entry(addr.port()).or_insert(0);
+        if !addr.ip().is_unspecified() {
+            *bits |= exact;
+        } else if *bits & any == 0 {
+            *bits |= any | port_retired_bit(key.family);
+        }
+    }
     ports
+}
+
+/// Writes `LISTEN` and `PORTS` for the `listen` addresses and the `retired` ones; every
+/// port of `previous` that is in neither is cleared. Entries are updated in place, the
+/// program keeps running: addresses are made serving before ports point at them.
+pub fn apply_listen(
+    ebpf: &mut Ebpf,
+    listen: &[SocketAddr],
+    retired: &[SocketAddr],
+    previous: &[SocketAddr],
+) -> anyhow::Result<()> {
+    {
+        let mut map: HashMap<_, ListenKey, u32> = HashMap::try_from(
+            ebpf.map_mut(map_names::LISTEN)
+                .context("the XDP object has no LISTEN map")?,
+        )?;
+        for (addrs, value) in [(listen, LISTEN_SERVING), (retired, LISTEN_RETIRED)] {
+            for addr in addrs.iter().filter(|a| !a.ip().is_unspecified()) {
+                map.insert(listen_key(addr), value, 0)
+                    .with_context(|| format!("adding {addr} to LISTEN"))?;
+            }
+        }
+    }
+    let mut ports: Array<&mut MapData, u8> = Array::try_from(
+        ebpf.map_mut(map_names::PORTS)
+            .context("the XDP object has no PORTS map")?,
+    )?;
+    let bits = port_map(listen, retired);
+    for addr in previous {
+        if !bits.contains_key(&addr.port()) {
+            ports
+                .set(u32::from(addr.port()), 0, 0)
+                .with_context(|| format!("clearing port {} in PORTS", addr.port()))?;
+        }
+    }
+    for (port, b) in bits {
+        ports
+            .set(u32::from(port), b, 0)
+            .with_context(|| format!("marking port {port} in PORTS"))?;
+    }
+    Ok(())
 }
 
 /// Fills `LISTEN` and `PORTS`, then writes `CONFIG` with the enabled flag last, so that the
 /// program never acts on half a configuration.
 pub fn apply(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
-    {
-        let mut listen: HashMap<_, ListenKey, u32> = HashMap::try_from(
-            ebpf.map_mut(map_names::LISTEN)
-                .context("the XDP object has no LISTEN map")?,
-        )?;
-        for addr in &s.listen {
-            listen
-                .insert(listen_key(addr), 1, 0)
-                .with_context(|| format!("adding {addr} to LISTEN"))?;
-        }
-    }
-    {
-        let mut ports: Array<&mut MapData, u8> = Array::try_from(
-            ebpf.map_mut(map_names::PORTS)
-                .context("the XDP object has no PORTS map")?,
-        )?;
-        for (port, bits) in port_map(&s.listen) {
-            ports
-                .set(u32::from(port), bits, 0)
-                .with_context(|| format!("marking port {port} in PORTS"))?;
-        }
-    }
+    apply_listen(ebpf, &s.listen, &[], &[])?;
     {
         let mut cookie: Array<&mut MapData, CookieKeys> = Array::try_from(
             ebpf.map_mut(map_names::COOKIE)
@@ -136,6 +173,11 @@ pub fn apply(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
             .set(0, s.cookie_keys, 0)
             .context("writing the SYN cookie keys")?;
     }
+    write_config(ebpf, s, false)
+}
+
+/// Rewrites `CONFIG` from `s` (a reload: flags and settings change in place).
+pub fn update(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
     write_config(ebpf, s, false)
 }
 
@@ -174,4 +216,40 @@ fn write_config(ebpf: &mut Ebpf, s: &FastPathSettings, draining: bool) -> anyhow
     )?;
     array.set(0, config, 0).context("writing CONFIG")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcp_common::maps::{
+        PORT_V4_ANY, PORT_V4_ANY_RETIRED, PORT_V4_EXACT, PORT_V6_ANY, PORT_V6_ANY_RETIRED,
+    };
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn retired_addresses_keep_their_bits_and_retire_wildcards() {
+        let serving = [a("0.0.0.0:80"), a("10.0.0.1:81")];
+        let m = port_map(&serving, &[]);
+        assert_eq!(m[&80], PORT_V4_ANY);
+        assert_eq!(m[&81], PORT_V4_EXACT);
+        // 80 (both families) removed, 443 added.
+        let m = port_map(
+            &[a("0.0.0.0:443")],
+            &[a("0.0.0.0:80"), a("[::]:80"), a("10.0.0.1:81")],
+        );
+        assert_eq!(
+            m[&80],
+            PORT_V4_ANY | PORT_V4_ANY_RETIRED | PORT_V6_ANY | PORT_V6_ANY_RETIRED
+        );
+        assert_eq!(m[&81], PORT_V4_EXACT);
+        assert_eq!(m[&443], PORT_V4_ANY);
+        // A wildcard that is back serves again.
+        assert_eq!(
+            port_map(&[a("0.0.0.0:80")], &[a("0.0.0.0:80")])[&80],
+            PORT_V4_ANY
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod conns;
 pub mod peer;
+mod reload;
 pub mod run;
 pub mod stats;
 pub mod status;

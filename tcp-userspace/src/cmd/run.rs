@@ -2,7 +2,7 @@
 
 use std::{
     fs,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -11,7 +11,9 @@ use aya::programs::Xdp;
 use tcp_common::{XDP_PROGRAM, map_names};
 use tokio::sync::{mpsc, watch};
 
+use super::reload::{self, Live};
 use crate::{
+    backends::{Pool, health},
     bpf::{self, attach, bpffs},
     cli::{RunArgs, XskModeArg},
     control::{
@@ -59,12 +61,17 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let iface = settings.iface.clone();
     let paths = Paths::new(&iface)?;
     super::interface_index(&iface)?;
-    if let Some(Upstream::Tcp(addr)) = &settings.upstream {
-        let addr = addr.clone();
-        tokio::task::spawn_blocking(move || datapath::resolve(&addr))
-            .await
-            .context("resolving the upstream")??;
-    }
+    // Resolved once here, so that a bad name fails start-up, not every connection.
+    let pool = match &settings.upstream {
+        Some(Upstream::Pool(p)) => {
+            let p = p.clone();
+            let pool = tokio::task::spawn_blocking(move || Pool::build(&p, None))
+                .await
+                .context("resolving the upstreams")??;
+            Some(Arc::new(pool))
+        }
+        _ => None,
+    };
     bpffs::ensure_mounted()?;
     let _lock = InstanceLock::acquire(&paths)?;
     instance::remove_stale_state(&paths)?;
@@ -106,7 +113,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let mut datapaths: Vec<QueueHandle> = Vec::new();
     let mut xsk_modes = Vec::new();
     let connect_latency = metrics::connect_latency_histogram();
-    if let Some(upstream) = &settings.upstream {
+    if settings.upstream.is_some() {
         let queues = settings.queues.unwrap_or_else(|| rx_queues(&iface));
         for queue in 0..queues {
             if signals.stop_requested() {
@@ -123,7 +130,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
                     },
                     engine: settings.engine.clone(),
                     listen: settings.fast_path.listen.clone(),
-                    upstream: upstream.clone(),
+                    pool: pool.clone(),
                     connect_timeout: settings.connect_timeout,
                     connect_latency: connect_latency.clone(),
                     flows_pin: paths.pin(map_names::FLOWS),
@@ -142,8 +149,9 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
             datapaths.push(dp);
         }
         tracing::info!(
-            "serving {queues} queue(s) over AF_XDP ({}), relaying to {upstream:?}",
-            xsk_modes.join(",")
+            "serving {queues} queue(s) over AF_XDP ({}), relaying to {}",
+            xsk_modes.join(","),
+            upstream_text(pool.as_deref())
         );
     }
     drop(exits_tx);
@@ -163,14 +171,20 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let (link, mode) = attach::attach(prog, &iface, settings.mode)?;
     let since = SystemTime::now();
     let state = Arc::new(ControlState {
-        status: status_info(&settings, netns, mode.name(), xsk_modes, since),
+        status: Mutex::new(status_info(&settings, netns, mode.name(), xsk_modes, since)),
         queues: queries.clone(),
         flows: bpf::flows::open_pinned(&paths.pin(map_names::FLOWS))
             .ok()
             .map(Mutex::new),
         counters: bpf::counters::open_pinned(&paths.pin(map_names::COUNTERS)).ok(),
+        pool: pool.clone().map(|p| Arc::new(RwLock::new(p))),
         phase: phase_rx.clone(),
     });
+    let mut live = Live {
+        health: pool.as_deref().map(health::spawn),
+        settings: settings.clone(),
+        retired: Vec::new(),
+    };
     let control = control_server::start(&paths.socket, state.clone())?;
     let metrics_server = match settings.metrics {
         Some(addr) => Some(metrics::start(addr, state.clone(), connect_latency).await?),
@@ -209,10 +223,16 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         tokio::select! {
             () = signals.next_stop() => break Ok(()),
             r = first_failure(&mut exits, datapaths.is_empty()) => break r,
-            () = reloads.next() => tracing::warn!(
-                "SIGHUP: reloading the configuration is not supported yet; nothing changed \
-                 (restart tcpfront to apply a new configuration)"
-            ),
+            () = reloads.next() => {
+                notify.reloading();
+                match reload::reload(&args, &mut live, &mut ebpf, &state, &queries).await {
+                    Ok(summary) => tracing::info!("{summary}"),
+                    Err(e) => tracing::error!(
+                        "reload refused, the running configuration stays: {e:#}"
+                    ),
+                }
+                notify.ready(&notify::serving_status(open_connections(&queries).await));
+            }
         }
     };
     if let Some(t) = status_task {
@@ -221,14 +241,14 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
 
     // Graceful shutdown: no new connections, FIN to the open ones, wait, reset the rest.
     notify.stopping("draining");
-    if let Err(e) = bpf::config::start_draining(&mut ebpf, &settings.fast_path) {
+    if let Err(e) = bpf::config::start_draining(&mut ebpf, &live.settings.fast_path) {
         tracing::error!("cannot stop answering SYNs: {e:#}");
     }
     let _ = phase_tx.send(Phase::Draining);
     for q in &queries {
         let _ = q.set_phase(Phase::Draining);
     }
-    drain(&queries, settings.drain_timeout, &mut signals).await;
+    drain(&queries, live.settings.drain_timeout, &mut signals).await;
     let _ = phase_tx.send(Phase::Stopping);
     for q in &queries {
         let _ = q.set_phase(Phase::Stopping);
@@ -257,6 +277,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         .context("program vanished")?
         .try_into()?;
     prog.detach(link).context("detaching the XDP program")?;
+    drop(live.health.take());
     drop(metrics_server);
     drop(pins);
     drop(control);
@@ -265,6 +286,21 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     }
     tracing::info!("detached from {iface}, unpinned, control socket removed");
     result
+}
+
+fn upstream_text(pool: Option<&Pool>) -> String {
+    match pool {
+        None => "the built-in echo".into(),
+        Some(p) => format!(
+            "{} ({})",
+            p.backends
+                .iter()
+                .map(|b| format!("{}={}", b.target, b.addr))
+                .collect::<Vec<_>>()
+                .join(", "),
+            p.settings.balance.name()
+        ),
+    }
 }
 
 /// Keeps systemd's `STATUS=` line current with the connection count (only under systemd).
@@ -384,7 +420,7 @@ fn status_info(
     xsk_modes: Vec<String>,
     since: SystemTime,
 ) -> StatusInfo {
-    StatusInfo {
+    let mut st = StatusInfo {
         iface: s.iface.clone(),
         pid: std::process::id(),
         netns,
@@ -395,21 +431,13 @@ fn status_info(
             .unwrap_or_default()
             .as_secs(),
         uptime_secs: 0,
-        listen: s.fast_path.listen.clone(),
-        upstream: s.upstream.as_ref().map(|u| match u {
-            Upstream::Tcp(a) => a.clone(),
-            Upstream::Echo => "echo".into(),
-        }),
+        listen: Vec::new(),
+        upstream: None,
         syn_cookies: s.fast_path.syn_cookies,
-        invalid_cookie: if s.fast_path.rst_invalid_cookie {
-            "rst"
-        } else {
-            "drop"
-        }
-        .into(),
-        max_conns: s.engine.max_connections as u64,
-        msl_ms: s.engine.msl.as_millis() as u64,
-        drain_timeout_ms: s.drain_timeout.as_millis() as u64,
+        invalid_cookie: String::new(),
+        max_conns: 0,
+        msl_ms: 0,
+        drain_timeout_ms: 0,
         phase: "serving".into(),
         connections: 0,
         cookie_secret: CookieSecret {
@@ -417,5 +445,33 @@ fn status_info(
             age_secs: 0,
             validity_secs: 120,
         },
+        balance: None,
+        proxy_protocol: None,
+        backends: Vec::new(),
+    };
+    refresh_status(&mut st, s);
+    st
+}
+
+/// The parts of `status` a reload may change.
+pub(super) fn refresh_status(st: &mut StatusInfo, s: &RunSettings) {
+    st.listen = s.fast_path.listen.clone();
+    st.upstream = s.upstream.as_ref().map(|u| match u {
+        Upstream::Pool(p) => p
+            .backends
+            .iter()
+            .map(|b| b.target.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Upstream::Echo => "echo".into(),
+    });
+    st.invalid_cookie = if s.fast_path.rst_invalid_cookie {
+        "rst"
+    } else {
+        "drop"
     }
+    .into();
+    st.max_conns = s.engine.max_connections as u64;
+    st.msl_ms = s.engine.msl.as_millis() as u64;
+    st.drain_timeout_ms = s.drain_timeout.as_millis() as u64;
 }

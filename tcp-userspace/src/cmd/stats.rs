@@ -115,6 +115,8 @@ fn engine_fields(e: &EngineStats) -> Vec<(&'static str, u64)> {
         ("misrouted_dropped", e.misrouted_dropped),
         ("tx_full", e.tx_full),
         ("upstream_failed", e.upstream_failed),
+        ("connect_failures", e.connect_failures),
+        ("no_backend", e.no_backend),
         ("reopened", e.reopened),
         ("xsk_rx_dropped", e.xsk_rx_dropped),
         ("xsk_rx_ring_full", e.xsk_rx_ring_full),

@@ -98,6 +98,31 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             s.msl_ms,
             s.drain_timeout_ms
         );
+        if let Some(balance) = &s.balance {
+            let _ = writeln!(
+                out,
+                "  backends ({balance}{}):",
+                s.proxy_protocol
+                    .as_ref()
+                    .map_or_else(String::new, |v| format!(", PROXY protocol {v}"))
+            );
+        }
+        for b in &s.backends {
+            let _ = writeln!(
+                out,
+                "    {:<24} {:<4} weight {:<3} {} active, {} connects, {} failed; last check: {}",
+                b.backend,
+                if b.up { "UP" } else { "DOWN" },
+                b.weight,
+                b.active,
+                b.connects,
+                b.connect_failures,
+                b.last_check.as_ref().map_or_else(
+                    || "none yet".to_string(),
+                    |c| format!("{} ({})", if c.ok { "ok" } else { "failed" }, c.detail)
+                )
+            );
+        }
         let _ = writeln!(
             out,
             "  cookie secret: {} (age {}s, not rotated); a cookie stays valid at most {}s",

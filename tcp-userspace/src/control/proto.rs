@@ -143,6 +143,13 @@ pub struct EngineStats {
     /// Upstream connections that failed (refused, reset); their clients got RST.
     #[serde(default)]
     pub upstream_failed: u64,
+    /// Failed connects to a backend (refused, timed out); each is retried on another backend
+    /// while one is left.
+    #[serde(default)]
+    pub connect_failures: u64,
+    /// Connections that found every backend down: RST at once.
+    #[serde(default)]
+    pub no_backend: u64,
     /// TIME-WAIT connections a new SYN of the same 4-tuple retired (RFC 6191).
     #[serde(default)]
     pub reopened: u64,
@@ -192,6 +199,8 @@ impl EngineStats {
         self.misrouted_dropped += o.misrouted_dropped;
         self.tx_full += o.tx_full;
         self.upstream_failed += o.upstream_failed;
+        self.connect_failures += o.connect_failures;
+        self.no_backend += o.no_backend;
         self.reopened += o.reopened;
         self.xsk_rx_dropped += o.xsk_rx_dropped;
         self.xsk_rx_ring_full += o.xsk_rx_ring_full;
@@ -231,6 +240,15 @@ pub struct StatusInfo {
     pub phase: String,
     pub connections: u64,
     pub cookie_secret: CookieSecret,
+    /// How backends are chosen (`round-robin`, `least-conn`); null for `--echo`.
+    #[serde(default)]
+    pub balance: Option<String>,
+    /// `v1`, `v2` or null.
+    #[serde(default)]
+    pub proxy_protocol: Option<String>,
+    /// Every backend of the pool: health, connections, last check.
+    #[serde(default)]
+    pub backends: Vec<crate::backends::BackendStatus>,
 }
 
 /// The key tcpfront's SYN cookies are signed with (never the key material itself).

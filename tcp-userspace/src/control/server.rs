@@ -30,13 +30,16 @@ const QUEUE_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the server answers from.
 pub struct ControlState {
-    /// The settings part of `status`; the live fields are filled in per request.
-    pub status: StatusInfo,
+    /// The settings part of `status` (replaced by a reload); the live fields are filled in
+    /// per request.
+    pub status: Mutex<StatusInfo>,
     pub queues: Vec<QueueControl>,
     /// The pinned XDP flow map, joined with the engines' connections.
     pub flows: Option<Mutex<FlowMap>>,
     /// The XDP counters, served to CLIs that cannot see the pins.
     pub counters: Option<CounterMap<MapData>>,
+    /// The backends now serving (None for `--echo` or `--xdp-only`).
+    pub pool: Option<crate::backends::SharedPool>,
     pub phase: watch::Receiver<Phase>,
 }
 
@@ -125,7 +128,11 @@ async fn answer(req: Request, state: &ControlState) -> Response {
         Request::Stats => Response::Stats(total(&snapshots)),
         Request::Xdp => xdp_counters(state),
         Request::Status => {
-            let mut st = state.status.clone();
+            let Ok(mut st) = state.status.lock().map(|s| s.clone()) else {
+                return Response::Error {
+                    message: "the status is unavailable".into(),
+                };
+            };
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
@@ -137,6 +144,21 @@ async fn answer(req: Request, state: &ControlState) -> Response {
             }
             .into();
             st.connections = snapshots.iter().map(|s| s.stats.connections).sum();
+            if let Some(pool) = state.current_pool() {
+                st.backends = pool.statuses();
+                st.upstream = Some(
+                    pool.backends
+                        .iter()
+                        .map(|b| b.target.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+                st.balance = Some(pool.settings.balance.name().into());
+                st.proxy_protocol = pool
+                    .settings
+                    .proxy_protocol
+                    .map(|v| format!("{v:?}").to_lowercase());
+            }
             st.cookie_secret.age_secs = st.uptime_secs;
             Response::Status(st)
         }
@@ -151,6 +173,12 @@ impl ControlState {
             .as_ref()
             .context("the XDP counters map is not open")?;
         counters::read(map)
+    }
+
+    /// The pool now serving.
+    pub fn current_pool(&self) -> Option<Arc<crate::backends::Pool>> {
+        let shared = self.pool.as_ref()?;
+        shared.read().ok().map(|p| p.clone())
     }
 
     /// The engines' counters, summed over the queues.
@@ -208,8 +236,10 @@ fn conns(state: &ControlState, snapshots: Vec<QueueSnapshot>) -> ConnsReply {
             reply.connections.push(c);
         }
     }
-    if reply.listeners.is_empty() {
-        reply.listeners = state.status.listen.clone();
+    if reply.listeners.is_empty()
+        && let Ok(st) = state.status.lock()
+    {
+        reply.listeners = st.listen.clone();
     }
     if let Some(flows) = &state.flows
         && let Ok(map) = flows.lock()

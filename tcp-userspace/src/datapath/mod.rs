@@ -20,11 +20,7 @@ use aya::maps::{HashMap as BpfHashMap, Map, MapData, XskMap};
 use mio::{Interest, Poll, Waker, unix::SourceFd};
 use tokio::sync::oneshot;
 
-pub use self::{
-    queue::QueueStats,
-    relay::{Upstream, resolve},
-    snapshot::QueueSnapshot,
-};
+pub use self::{queue::QueueStats, relay::Upstream, snapshot::QueueSnapshot};
 use crate::{
     bpf::flows::FlowFilter,
     engine::{Engine, EngineConfig},
@@ -43,7 +39,8 @@ pub struct QueueConfig {
     pub mode: Option<XskMode>,
     pub engine: EngineConfig,
     pub listen: Vec<SocketAddr>,
-    pub upstream: Upstream,
+    /// The backends; None: the built-in echo.
+    pub pool: Option<Arc<crate::backends::Pool>>,
     /// Bound of an upstream connect, kept as the socket's TCP_USER_TIMEOUT.
     pub connect_timeout: std::time::Duration,
     /// Upstream connect latencies, in seconds (shared with the metrics endpoint).
@@ -82,6 +79,16 @@ pub enum QueueCmd {
     Peers(Vec<QueueControl>),
     /// A frame of a flow this queue owns that arrived on another queue (a copy: rare).
     Frame(Vec<u8>),
+    /// A reload: settings for new connections (open ones keep theirs).
+    Reconfigure(Box<Reconfig>),
+}
+
+/// What a reload changes in a queue.
+pub struct Reconfig {
+    pub engine: EngineConfig,
+    pub listen: Vec<SocketAddr>,
+    pub pool: Option<Arc<crate::backends::Pool>>,
+    pub connect_timeout: std::time::Duration,
 }
 
 /// Talks to one queue's thread: a channel and the waker that interrupts its `poll`.
@@ -116,6 +123,11 @@ impl QueueControl {
     /// Tells the queue about every queue (itself included), once all have started.
     pub fn set_peers(&self, peers: Vec<QueueControl>) -> anyhow::Result<()> {
         self.send(QueueCmd::Peers(peers))
+    }
+
+    /// Applies a reload to connections opened from now on.
+    pub fn reconfigure(&self, r: Reconfig) -> anyhow::Result<()> {
+        self.send(QueueCmd::Reconfigure(Box::new(r)))
     }
 
     /// Hands the queue a frame of one of its flows.
@@ -176,10 +188,7 @@ pub fn spawn(
     let filter = FlowFilter::open(&cfg.filter_pin, cfg.filter_seed)?;
     let cookie = MapData::from_pin(&cfg.cookie_pin).context("opening COOKIE")?;
     let cookie = aya::maps::Array::try_from(Map::Array(cookie))?;
-    let upstream = match &cfg.upstream {
-        Upstream::Echo => None,
-        Upstream::Tcp(addr) => Some(resolve(addr)?),
-    };
+    let pool = cfg.pool.clone();
     let mut engine = Engine::new(cfg.engine.clone());
     for l in &cfg.listen {
         engine.listen(*l);
@@ -206,7 +215,7 @@ pub fn spawn(
         },
         xsk,
         engine,
-        upstream,
+        pool,
         poll,
         rx,
     );

@@ -12,6 +12,7 @@
 
 use std::{
     net::SocketAddr,
+    sync::Arc,
     sync::mpsc::{Receiver, TryRecvError},
     time::Duration,
 };
@@ -29,6 +30,7 @@ use super::{
     relay::{Conn, Outcome, UpstreamConn},
 };
 use crate::{
+    backends::Pool,
     bpf::{
         cookie::{coarse_now_ns, mint},
         flows::{FlowFilter, flow_key},
@@ -65,8 +67,13 @@ pub struct QueueStats {
     pub misrouted_dropped: u64,
     /// Segments dropped because the TX ring was full.
     pub tx_full: u64,
-    /// Upstream connections that failed (refused, reset, timed out).
+    /// Connections whose upstream failed (every backend tried refused or timed out, or the
+    /// upstream reset or vanished later): the client got RST.
     pub upstream_failed: u64,
+    /// Connects to a backend that failed, retried on another while one is left.
+    pub connect_failures: u64,
+    /// Connections that found every backend down: RST at once.
+    pub no_backend: u64,
     /// TIME-WAIT connections a new SYN of the same 4-tuple retired (RFC 6191).
     pub reopened: u64,
 }
@@ -97,8 +104,8 @@ pub(super) struct Queue {
     ready: super::ready::ReadySet,
     /// Scratch: this turn's ready connections.
     ready_batch: Vec<ConnId>,
-    /// The upstream's address; None for `--echo`.
-    upstream: Option<SocketAddr>,
+    /// The backends; None for `--echo`. Replaced as a whole on reload.
+    pool: Option<Arc<Pool>>,
     poll: Poll,
     cmds: Receiver<QueueCmd>,
     /// Every queue by number (see `QueueCmd::Peers`).
@@ -119,7 +126,7 @@ impl Queue {
         maps: Maps,
         xsk: XskSocket,
         engine: Engine,
-        upstream: Option<SocketAddr>,
+        pool: Option<Arc<Pool>>,
         poll: Poll,
         cmds: Receiver<QueueCmd>,
     ) -> Self {
@@ -133,7 +140,7 @@ impl Queue {
             conns: Vec::new(),
             ready: super::ready::ReadySet::default(),
             ready_batch: Vec::new(),
-            upstream,
+            pool,
             poll,
             cmds,
             peers: Vec::new(),
@@ -211,6 +218,7 @@ impl Queue {
                 Ok(QueueCmd::Phase(Phase::Serving)) => {}
                 Ok(QueueCmd::Peers(p)) => self.peers = p,
                 Ok(QueueCmd::Frame(f)) => self.on_frame(&f, true),
+                Ok(QueueCmd::Reconfigure(r)) => self.reconfigure(*r),
                 Ok(QueueCmd::Phase(Phase::Draining)) => self.drain(),
                 Ok(QueueCmd::Phase(Phase::Stopping)) | Err(TryRecvError::Disconnected) => {
                     self.stop();
@@ -219,6 +227,20 @@ impl Queue {
                 Err(TryRecvError::Empty) => return false,
             }
         }
+    }
+
+    /// A reload: new connections get the new settings, listeners and pool; open ones keep
+    /// their own (their TCB's settings, their backend).
+    fn reconfigure(&mut self, r: super::Reconfig) {
+        self.engine.set_config(r.engine.clone());
+        if !self.draining {
+            self.engine.set_listeners(&r.listen);
+        }
+        self.cfg.engine = r.engine;
+        self.cfg.listen = r.listen;
+        self.cfg.connect_timeout = r.connect_timeout;
+        self.pool = r.pool;
+        tracing::debug!("queue {}: reconfigured", self.cfg.queue);
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
@@ -547,9 +569,48 @@ impl Queue {
 
     /// The handshake completed: open the upstream connection (non-blocking).
     fn open_upstream(&mut self, id: ConnId) {
-        let upstream = match self.upstream {
-            None => UpstreamConn::Echo,
-            Some(addr) => match TcpStream::connect(addr) {
+        let pool = self.pool.clone();
+        let Some(c) = self.conn_mut(id) else {
+            return;
+        };
+        let Some(pool) = pool else {
+            c.upstream = UpstreamConn::Echo;
+            self.mark_ready(id);
+            return;
+        };
+        c.proxy_protocol = pool.settings.proxy_protocol;
+        c.pool = Some(pool);
+        self.connect_next(id);
+    }
+
+    /// Connects to the next backend of the connection's pool that is up and not yet tried;
+    /// the client gets RST when none is left or the retries are spent.
+    fn connect_next(&mut self, id: ConnId) {
+        loop {
+            let Some(c) = self.conn_mut(id) else {
+                return;
+            };
+            let Some(pool) = c.pool.clone() else {
+                return;
+            };
+            if c.attempts >= pool.max_attempts() {
+                self.upstream_failed(id);
+                return;
+            }
+            let Some(assignment) = pool.assign(c.tried) else {
+                if c.tried == 0 {
+                    tracing::info!("every backend is down: resetting the client");
+                    self.stats.no_backend += 1;
+                }
+                self.upstream_failed(id);
+                return;
+            };
+            let backend = assignment.backend.clone();
+            c.tried |= 1 << assignment.index;
+            c.attempts += 1;
+            // Replaces (and so uncounts) the backend of a failed attempt.
+            c.backend = Some(assignment);
+            match TcpStream::connect(backend.addr) {
                 Ok(mut s) => {
                     // The kernel would retry the SYN for ~2 minutes; TCP_USER_TIMEOUT bounds
                     // the connect (and later, how long the upstream may leave data unacked).
@@ -567,27 +628,20 @@ impl Queue {
                         self.upstream_failed(id);
                         return;
                     }
-                    UpstreamConn::Connecting(s)
-                }
-                Err(e) => {
-                    tracing::info!("upstream {addr}: {e}; resetting the client");
-                    self.upstream_failed(id);
+                    if let Some(c) = self.conn_mut(id) {
+                        c.upstream = UpstreamConn::Connecting(s);
+                        c.connect_started = Some(std::time::Instant::now());
+                    }
+                    self.mark_ready(id);
                     return;
                 }
-            },
-        };
-        let peer = match (&upstream, self.upstream) {
-            (UpstreamConn::Echo, _) => Some("echo".to_string()),
-            (_, Some(addr)) => Some(addr.to_string()),
-            _ => None,
-        };
-        let connecting = matches!(upstream, UpstreamConn::Connecting(_));
-        if let Some(c) = self.conn_mut(id) {
-            c.upstream = upstream;
-            c.upstream_peer = peer;
-            c.connect_started = connecting.then(std::time::Instant::now);
+                Err(e) => {
+                    tracing::info!("backend {}: {e}", backend.target);
+                    backend.connect_failed();
+                    self.stats.connect_failures += 1;
+                }
+            }
         }
-        self.mark_ready(id);
     }
 
     fn upstream_failed(&mut self, id: ConnId) {
@@ -607,16 +661,20 @@ impl Queue {
                 return;
             }
             let outcome = c.connected();
-            if let Some(started) = c.connect_started.take()
-                && outcome == Outcome::Ok
-            {
+            let started = c.connect_started.take();
+            if outcome == Outcome::Failed {
+                // Refused, reset or timed out: another backend, if one is left.
+                if let Some(a) = &c.backend {
+                    a.backend.connect_failed();
+                }
+                self.stats.connect_failures += 1;
+                self.connect_next(id);
+                return;
+            }
+            if let Some(started) = started {
                 self.cfg
                     .connect_latency
                     .observe(started.elapsed().as_secs_f64());
-            }
-            if outcome == Outcome::Failed {
-                self.upstream_failed(id);
-                return;
             }
         } else if let UpstreamConn::Open(o) = &mut c.upstream {
             o.readable |= readable;

@@ -13,10 +13,10 @@ use std::{
     net::{Shutdown, SocketAddr},
 };
 
-use anyhow::Context as _;
 use mio::net::TcpStream;
 
 use crate::{
+    backends::{Assignment, PoolSettings, ProxyVersion, proxy_protocol::ProxyHeader},
     engine::{Instant, Tcb},
     wire::ethernet::EthernetRepr,
 };
@@ -24,19 +24,10 @@ use crate::{
 /// Where connections are relayed to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Upstream {
-    /// A TCP service, `host:port` resolved at start-up.
-    Tcp(String),
+    /// A pool of TCP backends, resolved at start-up and on reload.
+    Pool(PoolSettings),
     /// Built-in echo: every byte comes back.
     Echo,
-}
-
-/// Resolves once, so that configuration errors show at start-up, not per connection.
-pub fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
-    use std::net::ToSocketAddrs as _;
-    addr.to_socket_addrs()
-        .with_context(|| format!("--upstream {addr}: cannot resolve"))?
-        .next()
-        .with_context(|| format!("--upstream {addr}: no address"))
 }
 
 /// Largest read from an upstream at once (a burst of segments; the send buffer bounds it too).
@@ -63,6 +54,8 @@ pub struct Open {
     pub eof: bool,
     /// We shut its write side (the client sent FIN).
     pub write_shut: bool,
+    /// The PROXY protocol header, sent before any client byte.
+    pub proxy_header: Option<ProxyHeader>,
 }
 
 /// One connection's relay state and link-layer addressing.
@@ -72,11 +65,17 @@ pub struct Conn {
     /// Our MAC, the client's MAC (or next hop's), and the VLAN tags its frames carry.
     pub l2: EthernetRepr,
     pub upstream: UpstreamConn,
-    /// The upstream's address (`echo` for the built-in echo), once connected; `conns` asks
-    /// the socket for our end only when it is shown (no system call per connection).
-    pub upstream_peer: Option<String>,
     /// When the upstream connect started (for the connect-latency histogram).
     pub connect_started: Option<std::time::Instant>,
+    /// The pool it was given at its handshake (retries stay in it across a reload).
+    pub pool: Option<std::sync::Arc<crate::backends::Pool>>,
+    /// The backend the connection was given (counted in its active connections).
+    pub backend: Option<Assignment>,
+    /// Backends already tried (a bit per pool index) and how many connects were made.
+    pub tried: u64,
+    pub attempts: u32,
+    /// Whether the backend wants a PROXY protocol header first.
+    pub proxy_protocol: Option<ProxyVersion>,
 }
 
 /// What moving bytes found out.
@@ -93,8 +92,21 @@ impl Conn {
             key,
             l2,
             upstream,
-            upstream_peer: None,
+            pool: None,
             connect_started: None,
+            backend: None,
+            tried: 0,
+            attempts: 0,
+            proxy_protocol: None,
+        }
+    }
+
+    /// The upstream, for `conns`: the backend as configured, or `echo`.
+    pub fn upstream_name(&self) -> Option<String> {
+        match (&self.upstream, &self.backend) {
+            (UpstreamConn::Echo, _) => Some("echo".into()),
+            (_, Some(a)) => Some(a.backend.target.clone()),
+            _ => None,
         }
     }
 
@@ -119,17 +131,21 @@ impl Conn {
         match stream.take_error() {
             Ok(None) => {
                 let _ = stream.set_nodelay(true);
+                let (local, client) = self.key;
                 self.upstream = UpstreamConn::Open(Open {
                     stream,
                     readable: true,
                     writable: true,
                     eof: false,
                     write_shut: false,
+                    proxy_header: self
+                        .proxy_protocol
+                        .map(|v| ProxyHeader::new(v, client, local)),
                 });
                 Outcome::Ok
             }
             Ok(Some(e)) | Err(e) => {
-                tracing::info!("upstream connect failed: {e}; resetting the client");
+                tracing::info!("upstream connect failed: {e}");
                 Outcome::Failed
             }
         }
@@ -153,6 +169,28 @@ impl Conn {
 
 impl Open {
     fn pump(&mut self, tcb: &mut Tcb, now: Instant, draining: bool) -> Outcome {
+        // The PROXY header goes first, whole, before any client byte.
+        while self.writable
+            && let Some(h) = &mut self.proxy_header
+        {
+            if h.is_sent() {
+                self.proxy_header = None;
+                break;
+            }
+            match self.stream.write(h.pending()) {
+                Ok(0) => return Outcome::Failed,
+                Ok(n) => h.consume(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!("upstream write failed: {e}");
+                    return Outcome::Failed;
+                }
+            }
+        }
+        if self.proxy_header.is_some() {
+            return Outcome::Ok; // the rest waits until the header is out
+        }
         // Client → upstream, from the receive buffer in place.
         while self.writable && !self.write_shut {
             let (a, b) = tcb.recv_slices();

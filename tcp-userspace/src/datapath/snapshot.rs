@@ -45,6 +45,8 @@ impl Queue {
             misrouted_dropped: self.stats.misrouted_dropped,
             tx_full: self.stats.tx_full,
             upstream_failed: self.stats.upstream_failed,
+            connect_failures: self.stats.connect_failures,
+            no_backend: self.stats.no_backend,
             reopened: self.stats.reopened,
             connections: self.engine.len() as u64,
             time_wait: self.engine.count_in(State::TimeWait) as u64,
@@ -94,7 +96,7 @@ fn conn_info(tcb: &Tcb, conn: Option<&Conn>, queue: u32, now: crate::engine::Ins
         bytes_in: Some(tcb.stats.bytes_in),
         bytes_out: Some(tcb.stats.bytes_out),
         age_ms: Some(tcb.age(now).as_millis() as u64),
-        upstream: conn.and_then(|c| c.upstream_peer.clone()),
+        upstream: conn.and_then(Conn::upstream_name),
         upstream_local: conn.and_then(Conn::upstream_local),
         queue: Some(queue),
         ..ConnInfo::new(tcb.local, tcb.remote)

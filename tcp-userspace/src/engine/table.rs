@@ -133,6 +133,17 @@ impl Engine {
         self.listening.insert(addr);
     }
 
+    /// Settings for connections opened from now on (a reload); open connections keep the
+    /// ones they were opened with.
+    pub fn set_config(&mut self, cfg: EngineConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Accept SYNs to exactly these addresses from now on; open connections are not touched.
+    pub fn set_listeners(&mut self, addrs: &[SocketAddr]) {
+        self.listening = addrs.iter().copied().collect();
+    }
+
     /// Accept no more SYNs (graceful shutdown); open connections are not touched.
     pub fn stop_listening(&mut self) {
         self.listening.clear();
