@@ -58,7 +58,9 @@ fn connect(lab: &Lab, v6: bool, port: u16) -> anyhow::Result<(TcpStream, String)
             .with_context(|| format!("connect {addr}"))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut line = String::new();
-        BufReader::new(&s).read_line(&mut line)?;
+        BufReader::new(&s)
+            .read_line(&mut line)
+            .with_context(|| format!("reading the backend's name through {addr}"))?;
         Ok((s, line.trim().to_string()))
     })
 }
@@ -222,6 +224,19 @@ fn transfer(
             }
             match s.read_exact(&mut back) {
                 Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                    // The backend's kernel closed its socket with FIN (nothing was unread):
+                    // tcpfront relays the FIN; what the client sends next reaches the dead
+                    // socket, whose RST tcpfront passes on.
+                    let deadline = Instant::now() + Duration::from_secs(3);
+                    while Instant::now() < deadline {
+                        if let Err(e) = s.write_all(b"x") {
+                            return Ok(Err(e.kind()));
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    return Ok(Err(ErrorKind::UnexpectedEof));
+                }
                 Err(e) => return Ok(Err(e.kind())),
             }
             ensure!(back == block, "the echo differs after {verified} bytes");
@@ -264,7 +279,12 @@ fn killed_backends_are_failed_over_and_come_back_after_their_rise() -> anyhow::R
 
     kill(&mut b)?;
     // Before the health checks notice (2 × 500 ms): b refuses, the connect is retried on a.
-    let names = spread(&lab, 4)?;
+    let names = spread(&lab, 4).with_context(|| {
+        format!(
+            "right after b died; stats: {}",
+            tf.stats().unwrap_or_default()
+        )
+    })?;
     ensure!(count(&names, "a") == 4, "right after b died: {names:?}");
     let stats = tf.stats()?;
     ensure!(
@@ -285,7 +305,8 @@ fn killed_backends_are_failed_over_and_come_back_after_their_rise() -> anyhow::R
         Ok(backend_up(&tf, 9112)? == Some(false))
     })?;
     let failures_when_down = tf.stats()?["engine"]["connect_failures"].as_u64();
-    let names = spread(&lab, 4)?;
+    let names = spread(&lab, 4)
+        .with_context(|| format!("with b down; stats: {}", tf.stats().unwrap_or_default()))?;
     ensure!(count(&names, "a") == 4, "with b down: {names:?}");
     ensure!(
         tf.stats()?["engine"]["connect_failures"].as_u64() == failures_when_down,
@@ -297,7 +318,8 @@ fn killed_backends_are_failed_over_and_come_back_after_their_rise() -> anyhow::R
     wait_until("b back up", Duration::from_secs(5), || {
         Ok(backend_up(&tf, 9112)? == Some(true))
     })?;
-    let names = spread(&lab, 4)?;
+    let names = spread(&lab, 4)
+        .with_context(|| format!("with b back; stats: {}", tf.stats().unwrap_or_default()))?;
     ensure!(count(&names, "b") == 2, "with b back: {names:?}");
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -315,9 +337,13 @@ fn killed_backends_are_failed_over_and_come_back_after_their_rise() -> anyhow::R
     })?;
     let addr = SocketAddr::new(lab.front_addr(false), PORT);
     let (seen, took) = run_in(&lab.names.client_ns, move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
         let t = Instant::now();
+        // The RST follows the handshake at once: it may even beat connect()'s return.
+        let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(s) => s,
+            Err(e) => return Ok((Err(e.kind()), t.elapsed())),
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut buf = [0u8; 8];
         let r = s.read(&mut buf).map_err(|e| e.kind());
         Ok((r, t.elapsed()))
