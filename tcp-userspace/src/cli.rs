@@ -161,6 +161,15 @@ pub struct RunArgs {
     /// and M suffixes). Default 256K, at most 8M (the window scale is 7).
     #[arg(long, value_name = "SIZE")]
     pub recv_buffer: Option<String>,
+    /// The SYN cookies' secret: a file of at least 32 random bytes, readable by its owner
+    /// only, the same on every node of a fleet (so that any node accepts another's cookies).
+    /// Default: a random secret for this instance alone.
+    #[arg(long, value_name = "FILE")]
+    pub cookie_secret: Option<std::path::PathBuf>,
+    /// How long each cookie key lives (whole minutes, at least 1m); keys are derived from
+    /// the secret per epoch. Default 1h.
+    #[arg(long, value_name = "DURATION")]
+    pub cookie_rotate: Option<String>,
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464), in the
     /// network namespace tcpfront runs in.
     #[arg(long, value_name = "ADDR:PORT")]

@@ -8,7 +8,10 @@ use serde::Deserialize;
 
 use crate::{
     backends::{BackendSpec, Balance, HealthSettings, PoolSettings, ProxyVersion},
-    bpf::config::FastPathSettings,
+    bpf::{
+        config::FastPathSettings,
+        secret::{self, SecretSource},
+    },
     cli::{AttachMode, DrainSyns, InvalidCookie, OnOff, RunArgs, XskModeArg},
     datapath::Upstream,
     engine::{EngineConfig, config::Keepalive},
@@ -49,6 +52,8 @@ pub struct FileConfig {
     pub send_buffer: Option<Size>,
     pub recv_buffer: Option<Size>,
     pub metrics: Option<String>,
+    pub cookie_secret: Option<std::path::PathBuf>,
+    pub cookie_rotate: Option<String>,
 }
 
 /// `upstream = "a:1"` or `upstream = ["a:1", "b:1,weight=2"]`.
@@ -102,6 +107,9 @@ pub struct RunSettings {
     pub connect_timeout: Duration,
     /// Where the Prometheus endpoint listens.
     pub metrics: Option<SocketAddr>,
+    /// The SYN cookies' secret and how often their key changes.
+    pub cookie_secret: SecretSource,
+    pub cookie_rotate: Duration,
 }
 
 /// Default of `--drain-timeout`.
@@ -333,6 +341,15 @@ impl RunSettings {
             ),
             (None, None) => None,
         };
+        let cookie_secret = match args.cookie_secret.clone().or(file.cookie_secret.clone()) {
+            Some(p) => SecretSource::File(p),
+            None => SecretSource::Random,
+        };
+        let cookie_rotate = match args.cookie_rotate.clone().or(file.cookie_rotate.clone()) {
+            Some(d) => parse_duration(&d).context("--cookie-rotate")?,
+            None => secret::DEFAULT_ROTATE,
+        };
+        secret::rotate_minutes(cookie_rotate)?;
         let drain_timeout = match args.drain_timeout.clone().or(file.drain_timeout.clone()) {
             Some(d) => parse_duration(&d).context("--drain-timeout")?,
             None => DEFAULT_DRAIN_TIMEOUT,
@@ -367,6 +384,8 @@ impl RunSettings {
             drain_timeout,
             connect_timeout,
             metrics,
+            cookie_secret,
+            cookie_rotate,
         })
     }
 }

@@ -653,3 +653,129 @@ fn a_stop_during_start_up_is_prompt_and_leaves_nothing() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The pinned `COOKIE` map of a lab's tcpfront: key by the minute it takes over.
+fn cookie_keys(lab: &Lab) -> anyhow::Result<std::collections::BTreeMap<u64, [u64; 2]>> {
+    use aya::maps::{Array, Map, MapData};
+    use tcp_common::cookie::{COOKIE_SLOT_UNUSED, CookieKeys};
+    let data = MapData::from_pin(lab.pin_dir().join("COOKIE"))?;
+    let map: Array<MapData, CookieKeys> = Array::try_from(Map::Array(data))?;
+    let keys = map.get(&0, 0)?;
+    Ok(keys
+        .from_minute
+        .iter()
+        .zip(keys.key)
+        .filter(|(m, _)| **m != COOKIE_SLOT_UNUSED)
+        .map(|(m, k)| (*m, k))
+        .collect())
+}
+
+fn write_secret(path: &std::path::Path, byte: u8, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, [byte; 32])?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+#[test]
+fn a_shared_cookie_secret_is_checked_installed_alike_and_reread() -> anyhow::Result<()> {
+    let _serial = serial();
+    let dir = tempdir("secret")?;
+    let secret = dir.join("cookie.secret");
+    let secret_arg = secret.to_string_lossy().into_owned();
+
+    // Refused with the reason: readable by others, or too short.
+    write_secret(&secret, 1, 0o644)?;
+    let refuse = |want: &str| -> anyhow::Result<()> {
+        let out = Command::new(tcpfront_bin())
+            .args(["run", "--iface", "lo", "--echo", "--listen", "127.0.0.1:1"])
+            .args(["--cookie-secret", &secret_arg])
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success() && err.starts_with("error: "), "{err}");
+        ensure!(err.contains(&secret_arg) && err.contains(want), "{err}");
+        Ok(())
+    };
+    refuse("readable by group or others")?;
+    std::fs::write(&secret, [1u8; 16])?;
+    std::fs::set_permissions(&secret, {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::Permissions::from_mode(0o600)
+    })?;
+    refuse("at least 32")?;
+
+    // Two nodes with the same file install the same keys.
+    write_secret(&secret, 7, 0o600)?;
+    let (lab1, lab2) = (
+        Lab::unique(Some(&tcpfront_bin()))?,
+        Lab::unique(Some(&tcpfront_bin()))?,
+    );
+    let args = [
+        "--echo",
+        "--cookie-secret",
+        &secret_arg,
+        "--cookie-rotate",
+        "1m",
+    ];
+    let (tf1, tf2) = (start(&lab1, &args)?, start(&lab2, &args)?);
+    let (k1, k2) = (cookie_keys(&lab1)?, cookie_keys(&lab2)?);
+    let common: Vec<u64> = k1.keys().filter(|m| k2.contains_key(m)).copied().collect();
+    ensure!(common.len() >= 2, "{k1:?} / {k2:?}");
+    for m in &common {
+        ensure!(
+            k1[m] == k2[m],
+            "the nodes disagree on the key of minute {m}"
+        );
+    }
+    // `status` shows the source, the epoch and the next rotation, no key material.
+    let out = tf1.cli(&["status", "--json"])?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let all: Value = serde_json::from_str(&text)?;
+    let me = all
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["iface"] == tf1.iface.as_str()))
+        .context("tf1 not in status")?;
+    let c = &me["status"]["cookie_secret"];
+    let minute = tcpfront::bpf::cookie::current_minute();
+    ensure!(c["source"] == format!("file {secret_arg}").as_str(), "{c}");
+    ensure!(c["rotate_secs"] == 60, "{c}");
+    ensure!(
+        c["epoch"]
+            .as_u64()
+            .is_some_and(|e| e + 1 >= minute && e <= minute),
+        "{c} at minute {minute}"
+    );
+    ensure!(
+        c["next_rotation_secs"].as_u64().is_some_and(|s| s <= 60),
+        "{c}"
+    );
+    for k in k1.values().flatten() {
+        ensure!(!text.contains(&k.to_string()), "status shows key material");
+    }
+
+    // A new secret, re-read on SIGHUP by node 1: the epochs already keyed keep their keys,
+    // the ones after take the new secret's.
+    write_secret(&secret, 9, 0o600)?;
+    tf1.proc.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (after, now_minute) = loop {
+        let k = cookie_keys(&lab1)?;
+        let m = tcpfront::bpf::cookie::current_minute();
+        if k.get(&(m + 1)) != cookie_keys(&lab2)?.get(&(m + 1)) {
+            break (k, m);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "node 1 kept the old secret: {k:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    ensure!(
+        after.get(&now_minute) == cookie_keys(&lab2)?.get(&now_minute),
+        "the current epoch's key changed at once"
+    );
+    tf1.stop()?;
+    tf2.stop()?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

@@ -257,8 +257,9 @@ fn syn_ack_round(h: &Harness, client: &str, server: &str) -> anyhow::Result<(Tcp
         age <= 1,
         "minted this minute (or the last, across a boundary)"
     );
+    let keys = &h.settings.cookie_keys;
     let want = cookie(
-        h.settings.cookie_keys.key[0],
+        keys.key[keys.slot_for(minute).expect("a key for the minute")],
         &CookieInput {
             client: std::net::SocketAddr::new(syn.ip.src, syn.tcp.src_port),
             server: std::net::SocketAddr::new(syn.ip.dst, syn.tcp.dst_port),
@@ -717,5 +718,74 @@ fn the_cookie_carries_mss_window_scale_and_sack() -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// The keys `rotation` installs at wall-clock `minute`, with the clock offset that makes the
+/// program count that minute (its middle) now.
+fn keys_at_minute(
+    rotation: &mut tcpfront::bpf::secret::Rotation,
+    minute: u64,
+) -> tcp_common::cookie::CookieKeys {
+    let now = tcpfront::bpf::cookie::coarse_now_ns();
+    let target = minute * NS_PER_MINUTE + NS_PER_MINUTE / 2;
+    rotation.keys_at(minute, target.wrapping_sub(now))
+}
+
+fn secret_file(name: &str, byte: u8) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("tcpfront-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let p = dir.join(name);
+    std::fs::write(&p, [byte; 32])?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+    Ok(p)
+}
+
+/// Two nodes of a fleet (two instances of the program) with the same secret file: a SYN-ACK
+/// minted by one is accepted by the other, in the same epoch and in the next (one-minute
+/// epochs here), and refused two epochs on; a node with another secret refuses it.
+#[test]
+fn nodes_sharing_a_secret_accept_each_others_cookies_across_one_rotation() -> anyhow::Result<()> {
+    use tcpfront::bpf::secret::{Rotation, SecretSource};
+    let shared = secret_file("shared", 0x42)?;
+    let other = secret_file("other", 0x43)?;
+    let rotation = |p: &std::path::Path| {
+        Rotation::new(
+            SecretSource::File(p.to_path_buf()),
+            std::time::Duration::from_secs(60),
+        )
+    };
+    let (mut r1, mut r2, mut r3) = (rotation(&shared)?, rotation(&shared)?, rotation(&other)?);
+    let node = || Harness::protecting(&["0.0.0.0:80", "[::]:80"]);
+    let (mut node1, mut node3) = (node()?, node()?);
+    let m = tcpfront::bpf::cookie::current_minute();
+    for (client, server) in [(V4_CLIENT, V4_SERVER), (V6_CLIENT, V6_SERVER)] {
+        node1.set_cookie_keys(keys_at_minute(&mut r1, m))?;
+        let (syn, syn_ack) = syn_ack_round(&node1, client, server)?;
+        let ack = cookie_ack(&syn, &syn_ack, false).emit();
+        for (minute, want_valid) in [(m, true), (m + 1, true), (m + 2, false)] {
+            // A fresh node 2 each time: an accepted ACK leaves a flow behind.
+            let mut node2 = node()?;
+            node2.set_cookie_keys(keys_at_minute(&mut r2, minute))?;
+            let (verdict, _, delta) = node2.run_counted(&ack)?;
+            let valid = delta.get("cookie_ack_valid") == Some(&1);
+            assert_eq!(
+                valid,
+                want_valid,
+                "{client}: node 2 at minute +{} (epoch {}): {verdict} {delta:?}",
+                minute - m,
+                minute
+            );
+        }
+        node3.set_cookie_keys(keys_at_minute(&mut r3, m))?;
+        let (verdict, _, delta) = node3.run_counted(&ack)?;
+        assert_eq!(
+            verdict, XDP_DROP,
+            "{client}: another secret accepted it: {delta:?}"
+        );
+        assert_eq!(delta.get("cookie_ack_invalid"), Some(&1));
+    }
+    let _ = std::fs::remove_dir_all(shared.parent().unwrap_or(&shared));
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cookie;
 pub mod counters;
 pub mod flows;
+pub mod secret;
 pub mod test_run;
 
 /// The XDP object built from tcp-ebpf by build.rs.

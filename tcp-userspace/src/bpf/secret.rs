@@ -203,11 +203,20 @@ mod tests {
     fn secret_files_are_checked() {
         let ok = file("ok", &[7; 32], 0o600);
         assert!(Secret::from_file(&ok).is_ok());
-        let e = format!("{:#}", Secret::from_file(&file("short", &[7; 31], 0o600)).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Secret::from_file(&file("short", &[7; 31], 0o600)).unwrap_err()
+        );
         assert!(e.contains("31 bytes") && e.contains("at least 32"), "{e}");
-        let e = format!("{:#}", Secret::from_file(&file("open", &[7; 32], 0o644)).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Secret::from_file(&file("open", &[7; 32], 0o644)).unwrap_err()
+        );
         assert!(e.contains("readable by group or others"), "{e}");
-        let e = format!("{:#}", Secret::from_file(Path::new("/nonexistent/s")).unwrap_err());
+        let e = format!(
+            "{:#}",
+            Secret::from_file(Path::new("/nonexistent/s")).unwrap_err()
+        );
         assert!(e.contains("--cookie-secret /nonexistent/s"), "{e}");
         assert!(!format!("{:?}", Secret::from_file(&ok).unwrap()).contains('7'));
     }
@@ -216,7 +225,11 @@ mod tests {
     fn keys_depend_on_the_secret_and_the_epoch_only() {
         let a = Secret(vec![1; 32]);
         let b = Secret(vec![2; 32]);
-        assert_eq!(a.epoch_key(5), Secret(vec![1; 32]).epoch_key(5), "two nodes agree");
+        assert_eq!(
+            a.epoch_key(5),
+            Secret(vec![1; 32]).epoch_key(5),
+            "two nodes agree"
+        );
         assert_ne!(a.epoch_key(5), a.epoch_key(6));
         assert_ne!(a.epoch_key(5), b.epoch_key(5));
     }
@@ -253,9 +266,15 @@ mod tests {
         r.keys_at(100, 0);
         r.replace_secret(new.clone(), 100);
         let k = r.keys_at(100, 0);
-        assert_eq!(k.key, [old.epoch_key(99), old.epoch_key(100), new.epoch_key(101)]);
+        assert_eq!(
+            k.key,
+            [old.epoch_key(99), old.epoch_key(100), new.epoch_key(101)]
+        );
         let k = r.keys_at(101, 0);
-        assert_eq!(k.key, [old.epoch_key(100), new.epoch_key(101), new.epoch_key(102)]);
+        assert_eq!(
+            k.key,
+            [old.epoch_key(100), new.epoch_key(101), new.epoch_key(102)]
+        );
     }
 
     #[test]

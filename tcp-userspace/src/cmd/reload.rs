@@ -15,7 +15,10 @@ use aya::Ebpf;
 
 use crate::{
     backends::{Pool, health},
-    bpf,
+    bpf::{
+        self,
+        secret::{Secret, SecretSource},
+    },
     cli::RunArgs,
     control::server::ControlState,
     datapath::{QueueControl, Reconfig, Upstream},
@@ -39,6 +42,16 @@ pub async fn reload(
     queues: &[QueueControl],
 ) -> anyhow::Result<String> {
     let Some(path) = &args.config else {
+        // Flags are fixed for the process's life; a secret file is still read again.
+        if let SecretSource::File(p) = &live.settings.cookie_secret {
+            let secret = Secret::from_file(p)?;
+            install_secret(state, secret, live.settings.cookie_secret.clone());
+            return Ok(format!(
+                "re-read the cookie secret {} (it takes over at the next epoch); no --config \
+                 file to reload",
+                p.display()
+            ));
+        }
         bail!("there is no --config file to reload (flags are fixed for the process's life)");
     };
     let mut new = RunSettings::resolve(args)?;
@@ -46,6 +59,15 @@ pub async fn reload(
     // The fast path's secrets stay: flows and cookies in flight depend on them.
     new.fast_path.filter_seed = live.settings.fast_path.filter_seed;
     new.fast_path.cookie_keys = live.settings.fast_path.cookie_keys;
+
+    // A secret file is read again: a new secret takes over at the next epoch boundary.
+    let secret = match &new.cookie_secret {
+        SecretSource::File(p) => Some(Secret::from_file(p)?),
+        SecretSource::Random if live.settings.cookie_secret != SecretSource::Random => {
+            Some(Secret::random()?)
+        }
+        SecretSource::Random => None,
+    };
 
     let pool = match &new.upstream {
         Some(Upstream::Pool(p)) => {
@@ -85,6 +107,9 @@ pub async fn reload(
     {
         *current = p.clone();
     }
+    if let Some(secret) = secret {
+        install_secret(state, secret, new.cookie_secret.clone());
+    }
     // The old checks stop as their handle drops.
     live.health = pool.as_deref().map(health::spawn);
     if let Ok(mut st) = state.status.lock() {
@@ -116,6 +141,15 @@ pub async fn reload(
     Ok(summary)
 }
 
+/// A new secret for the epochs after the current one; the key task installs them now.
+fn install_secret(state: &ControlState, secret: Secret, source: SecretSource) {
+    if let Ok(mut r) = state.cookies.lock() {
+        r.replace_secret(secret, bpf::cookie::current_minute());
+        r.source = source;
+    }
+    state.cookies_wake.notify_one();
+}
+
 fn list(addrs: &[SocketAddr]) -> String {
     if addrs.is_empty() {
         return "(none)".into();
@@ -140,6 +174,7 @@ fn unchangeable(old: &RunSettings, new: &RunSettings) -> anyhow::Result<()> {
         ("queues", old.queues != new.queues),
         ("xsk-mode", old.xsk_mode != new.xsk_mode),
         ("metrics", old.metrics != new.metrics),
+        ("cookie-rotate", old.cookie_rotate != new.cookie_rotate),
         (
             "syn-cookies",
             old.fast_path.syn_cookies != new.fast_path.syn_cookies,

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::reload::{self, Live};
 use crate::{
     backends::{Pool, health},
-    bpf::{self, attach, bpffs},
+    bpf::{self, attach, bpffs, secret::Rotation},
     cli::{RunArgs, XskModeArg},
     control::{
         proto::{CookieSecret, StatusInfo},
@@ -51,7 +51,7 @@ fn stopped_during_start_up(started: Instant, at: &str) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
-    let settings = RunSettings::resolve(&args)?;
+    let mut settings = RunSettings::resolve(&args)?;
     instance::require_root("tcpfront run")?;
     let started = Instant::now();
     // Installed first: a signal during start-up is then seen, and start-up stops at its next
@@ -72,6 +72,12 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    // The secret is read (and checked) before anything is set up.
+    let cookies = Arc::new(Mutex::new(Rotation::new(
+        settings.cookie_secret.clone(),
+        settings.cookie_rotate,
+    )?));
+    settings.fast_path.cookie_keys = current_keys(&cookies);
     bpffs::ensure_mounted()?;
     let _lock = InstanceLock::acquire(&paths)?;
     instance::remove_stale_state(&paths)?;
@@ -177,9 +183,16 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
             .ok()
             .map(Mutex::new),
         counters: bpf::counters::open_pinned(&paths.pin(map_names::COUNTERS)).ok(),
+        cookies: cookies.clone(),
+        cookies_wake: Arc::new(tokio::sync::Notify::new()),
         pool: pool.clone().map(|p| Arc::new(RwLock::new(p))),
         phase: phase_rx.clone(),
     });
+    let key_task = tokio::spawn(install_cookie_keys(
+        cookies.clone(),
+        state.cookies_wake.clone(),
+        paths.pin(map_names::COOKIE),
+    ));
     let mut live = Live {
         health: pool.as_deref().map(health::spawn),
         settings: settings.clone(),
@@ -277,6 +290,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         .context("program vanished")?
         .try_into()?;
     prog.detach(link).context("detaching the XDP program")?;
+    key_task.abort();
     drop(live.health.take());
     drop(metrics_server);
     drop(pins);
@@ -300,6 +314,60 @@ fn upstream_text(pool: Option<&Pool>) -> String {
                 .join(", "),
             p.settings.balance.name()
         ),
+    }
+}
+
+/// The keys for now, from the schedule.
+fn current_keys(cookies: &Mutex<Rotation>) -> tcp_common::cookie::CookieKeys {
+    let minute = bpf::cookie::current_minute();
+    let offset = bpf::cookie::clock_offset_ns();
+    match cookies.lock() {
+        Ok(mut r) => r.keys_at(minute, offset),
+        Err(p) => p.into_inner().keys_at(minute, offset),
+    }
+}
+
+/// Installs the cookie keys of the epochs around now into the program's `COOKIE` map, at
+/// every epoch boundary (the next epoch's key is in the map beforehand, so a late wake-up
+/// costs nothing), at least every 10 minutes (to follow the wall clock's adjustments), and
+/// when a reload brings a new secret.
+async fn install_cookie_keys(
+    cookies: Arc<Mutex<Rotation>>,
+    wake: Arc<tokio::sync::Notify>,
+    pin: std::path::PathBuf,
+) {
+    let mut map: aya::maps::Array<aya::maps::MapData, tcp_common::cookie::CookieKeys> =
+        match aya::maps::MapData::from_pin(&pin)
+            .map_err(anyhow::Error::from)
+            .and_then(|d| Ok(aya::maps::Array::try_from(aya::maps::Map::Array(d))?))
+        {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(
+                    "cookie keys cannot be rotated: opening {}: {e:#}",
+                    pin.display()
+                );
+                return;
+            }
+        };
+    loop {
+        let keys = current_keys(&cookies);
+        if let Err(e) = map.set(0, keys, 0) {
+            tracing::error!("installing the cookie keys: {e}");
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let next = match cookies.lock() {
+            Ok(r) => r.next_boundary(now / 60) * 60,
+            Err(_) => now + 60,
+        };
+        let wait = Duration::from_secs(next.saturating_sub(now).clamp(1, 600));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = wake.notified() => {}
+        }
     }
 }
 
@@ -441,8 +509,11 @@ fn status_info(
         phase: "serving".into(),
         connections: 0,
         cookie_secret: CookieSecret {
-            source: "random".into(),
+            source: s.cookie_secret.describe(),
             age_secs: 0,
+            epoch: 0,
+            rotate_secs: s.cookie_rotate.as_secs(),
+            next_rotation_secs: 0,
             validity_secs: 120,
         },
         balance: None,

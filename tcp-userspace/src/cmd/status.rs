@@ -125,8 +125,14 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         }
         let _ = writeln!(
             out,
-            "  cookie secret: {} (age {}s, not rotated); a cookie stays valid at most {}s",
-            s.cookie_secret.source, s.cookie_secret.age_secs, s.cookie_secret.validity_secs
+            "  cookie secret: {}; epoch {} (every {}s), {}s old, next key in {}s; a cookie \
+             stays valid at most {}s",
+            s.cookie_secret.source,
+            s.cookie_secret.epoch,
+            s.cookie_secret.rotate_secs,
+            s.cookie_secret.age_secs,
+            s.cookie_secret.next_rotation_secs,
+            s.cookie_secret.validity_secs
         );
     }
     print!("{out}");

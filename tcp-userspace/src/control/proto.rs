@@ -254,10 +254,21 @@ pub struct StatusInfo {
 /// The key tcpfront's SYN cookies are signed with (never the key material itself).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CookieSecret {
-    /// Where the key comes from: `random` (drawn at start-up, known to this instance only).
+    /// Where the secret comes from: `file PATH` (shared by a fleet) or `random (this instance
+    /// only)`. Never the key material.
     pub source: String,
-    /// Seconds since the key in use was installed.
+    /// Seconds since the current epoch's key took over.
     pub age_secs: u64,
+    /// The current epoch (wall-clock minutes / epoch length): nodes that agree on it and on
+    /// the secret accept each other's cookies.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Epoch length (`--cookie-rotate`).
+    #[serde(default)]
+    pub rotate_secs: u64,
+    /// Seconds until the next epoch's key takes over.
+    #[serde(default)]
+    pub next_rotation_secs: u64,
     /// A cookie is accepted in the wall-clock minute it was minted and the next one: between
     /// 60 and 120 s after its SYN-ACK.
     pub validity_secs: u64,

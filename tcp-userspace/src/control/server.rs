@@ -38,6 +38,9 @@ pub struct ControlState {
     pub flows: Option<Mutex<FlowMap>>,
     /// The XDP counters, served to CLIs that cannot see the pins.
     pub counters: Option<CounterMap<MapData>>,
+    /// The SYN cookies' secret and key schedule, and what wakes the task that installs keys.
+    pub cookies: Arc<Mutex<crate::bpf::secret::Rotation>>,
+    pub cookies_wake: Arc<tokio::sync::Notify>,
     /// The backends now serving (None for `--echo` or `--xdp-only`).
     pub pool: Option<crate::backends::SharedPool>,
     pub phase: watch::Receiver<Phase>,
@@ -159,7 +162,17 @@ async fn answer(req: Request, state: &ControlState) -> Response {
                     .proxy_protocol
                     .map(|v| format!("{v:?}").to_lowercase());
             }
-            st.cookie_secret.age_secs = st.uptime_secs;
+            if let Ok(r) = state.cookies.lock() {
+                let minute = now / 60;
+                let epoch = r.epoch_of(minute);
+                let start = epoch * r.rotate_minutes * 60;
+                st.cookie_secret.source = r.source.describe();
+                st.cookie_secret.epoch = epoch;
+                st.cookie_secret.rotate_secs = r.rotate_minutes * 60;
+                st.cookie_secret.age_secs = now.saturating_sub(start);
+                st.cookie_secret.next_rotation_secs =
+                    (r.next_boundary(minute) * 60).saturating_sub(now);
+            }
             Response::Status(st)
         }
     }
