@@ -177,7 +177,7 @@ impl Rotation {
 /// `--cookie-rotate` in whole minutes: the cookie counts minutes, so an epoch is made of them.
 pub fn rotate_minutes(rotate: Duration) -> anyhow::Result<u64> {
     let s = rotate.as_secs();
-    if s < 60 || s % 60 != 0 || rotate.subsec_nanos() != 0 {
+    if s < 60 || !s.is_multiple_of(60) || rotate.subsec_nanos() != 0 {
         bail!(
             "--cookie-rotate {rotate:?}: must be whole minutes, at least 1m (the cookie counts \
              minutes)"
