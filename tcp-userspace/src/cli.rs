@@ -170,6 +170,11 @@ pub struct RunArgs {
     /// the secret per epoch. Default 1h.
     #[arg(long, value_name = "DURATION")]
     pub cookie_rotate: Option<String>,
+    /// Announce the VIPs (the exact --listen addresses) while serving: tcpfront creates the
+    /// TUN device IFNAME with them as /32 and /128, for a BGP daemon (BIRD's `protocol
+    /// direct`) to export; draining or dying, tcpfront closes it and the routes are withdrawn.
+    #[arg(long, value_name = "IFNAME")]
+    pub announce: Option<String>,
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464), in the
     /// network namespace tcpfront runs in.
     #[arg(long, value_name = "ADDR:PORT")]

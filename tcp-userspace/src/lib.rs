@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) only wires these modules together.
 
 pub mod alloc_count;
+pub mod announce;
 pub mod backends;
 pub mod bpf;
 pub mod cli;

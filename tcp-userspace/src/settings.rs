@@ -54,6 +54,7 @@ pub struct FileConfig {
     pub metrics: Option<String>,
     pub cookie_secret: Option<std::path::PathBuf>,
     pub cookie_rotate: Option<String>,
+    pub announce: Option<String>,
 }
 
 /// `upstream = "a:1"` or `upstream = ["a:1", "b:1,weight=2"]`.
@@ -110,6 +111,8 @@ pub struct RunSettings {
     /// The SYN cookies' secret and how often their key changes.
     pub cookie_secret: SecretSource,
     pub cookie_rotate: Duration,
+    /// The TUN device that carries the VIPs for BGP (`--announce`).
+    pub announce: Option<String>,
 }
 
 /// Default of `--drain-timeout`.
@@ -350,6 +353,16 @@ impl RunSettings {
             None => secret::DEFAULT_ROTATE,
         };
         secret::rotate_minutes(cookie_rotate)?;
+        let announce = args.announce.clone().or(file.announce.clone());
+        if let Some(name) = &announce {
+            crate::instance::validate_iface_name(name).context("--announce")?;
+            if crate::announce::vips(&listen).is_empty() {
+                bail!(
+                    "--announce {name}: no VIP to announce (only exact --listen addresses are \
+                     announced, not 0.0.0.0 or ::)"
+                );
+            }
+        }
         let drain_timeout = match args.drain_timeout.clone().or(file.drain_timeout.clone()) {
             Some(d) => parse_duration(&d).context("--drain-timeout")?,
             None => DEFAULT_DRAIN_TIMEOUT,
@@ -386,6 +399,7 @@ impl RunSettings {
             metrics,
             cookie_secret,
             cookie_rotate,
+            announce,
         })
     }
 }

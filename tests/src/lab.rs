@@ -226,6 +226,9 @@ impl Drop for Lab {
 pub fn destroy(n: &LabNames) {
     let _ = std::fs::remove_file(Path::new("/sys/fs/bpf/tcpfront-peer").join(&n.client_if));
     let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/tcpfront").join(&n.front_if));
+    for ext in ["sock", "lock"] {
+        let _ = std::fs::remove_file(format!("/run/tcpfront/{}.{ext}", n.front_if));
+    }
     for ns in [&n.client_ns, &n.front_ns] {
         let _ = ip(&["netns", "del", ns]);
     }

@@ -104,30 +104,35 @@ impl Tcpfront {
         level: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::start_in(&lab.names.front_ns, &lab.names.front_if, extra, level, env)
+    }
+
+    /// `tcpfront --netns NS run --iface IF …`, once it has attached.
+    pub fn start_in(
+        netns: &str,
+        iface: &str,
+        extra: &[&str],
+        level: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = std::env::temp_dir().join(format!("tcpfront-{}-{n}.log", lab.names.front_if));
+        let log = std::env::temp_dir().join(format!("tcpfront-{iface}-{n}.log"));
         let log_file = std::fs::File::create(&log).context("creating the tcpfront log")?;
         let mut cmd = Command::new(tcpfront_bin());
-        cmd.args([
-            "--netns",
-            &lab.names.front_ns,
-            "run",
-            "--iface",
-            &lab.names.front_if,
-        ])
-        .args(extra)
-        .env("RUST_LOG", level)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file);
+        cmd.args(["--netns", netns, "run", "--iface", iface])
+            .args(extra)
+            .env("RUST_LOG", level)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
         let proc = ChildGuard::spawn("tcpfront", &mut cmd)?;
         let mut t = Self {
             proc,
             log,
-            iface: lab.names.front_if.clone(),
-            netns: lab.names.front_ns.clone(),
+            iface: iface.to_string(),
+            netns: netns.to_string(),
         };
         t.wait_ready(Duration::from_secs(30))?;
         Ok(t)

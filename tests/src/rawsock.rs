@@ -44,6 +44,24 @@ impl PacketSocket {
         if fd < 0 {
             return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
         }
+        // Bound to the interface: `recv` sees its frames only.
+        // SAFETY: sockaddr_ll is plain data.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        addr.sll_ifindex = ifindex;
+        let rc = unsafe {
+            libc::bind(
+                fd,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            unsafe { libc::close(fd) };
+            return Err(e).context("binding the AF_PACKET socket");
+        }
         Ok(Self { fd, ifindex })
     }
 
@@ -68,6 +86,33 @@ impl PacketSocket {
             return Err(std::io::Error::last_os_error()).context("sendto");
         }
         Ok(())
+    }
+}
+
+impl PacketSocket {
+    /// The next frame seen on the interface (both directions), or None after `timeout`.
+    pub fn recv(&self, timeout: std::time::Duration) -> anyhow::Result<Option<Vec<u8>>> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error()).context("poll");
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; 2048];
+        // SAFETY: buf outlives the call; recv writes at most buf.len() bytes.
+        let got = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if got < 0 {
+            return Err(std::io::Error::last_os_error()).context("recv");
+        }
+        buf.truncate(got as usize);
+        Ok(Some(buf))
     }
 }
 

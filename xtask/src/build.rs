@@ -18,3 +18,17 @@ pub fn tcpfront() -> anyhow::Result<PathBuf> {
     ]))?;
     Ok(root.join("target/release/tcpfront"))
 }
+
+/// Builds the test suite's backend process (`tf-test-backend`), for the fleet demo.
+pub fn test_backend() -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    run(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "tests",
+        "--bin",
+        "tf-test-backend",
+    ]))?;
+    Ok(root.join("target/release/tf-test-backend"))
+}

@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod demo;
+mod demo_fleet;
 mod fuzz;
 mod lab;
 mod setup;
@@ -36,8 +37,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, build and show tcpfront on real traffic in a throw-away lab.
-    Demo,
+    /// Set up, build and show tcpfront on real traffic in a throw-away lab (`demo fleet`:
+    /// two nodes behind a BGP router with ECMP).
+    Demo {
+        #[command(subcommand)]
+        what: Option<DemoKind>,
+    },
     /// Benchmarks, side by side with what users run instead, as ratios (`cargo xtask bench
     /// --help` lists them): synflood, throughput, idle, xdp-cost.
     Bench {
@@ -60,6 +65,12 @@ enum Command {
     },
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum DemoKind {
+    /// Two tcpfront nodes behind a router running BIRD with ECMP, sharing a cookie secret.
+    Fleet,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -67,7 +78,10 @@ fn main() -> std::process::ExitCode {
         Command::Build => build::tcpfront().map(|_| ()),
         Command::Lab { action } => lab::lab(action),
         Command::Run { args } => lab::run(&args),
-        Command::Demo => demo::demo(),
+        Command::Demo { what: None } => demo::demo(),
+        Command::Demo {
+            what: Some(DemoKind::Fleet),
+        } => demo_fleet::demo(),
         Command::Bench { args } => bench::bench(&args),
         Command::FuzzXdp { args } => fuzz::fuzz_xdp(&args),
         Command::Test { args } => test::test(&args),

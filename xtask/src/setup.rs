@@ -43,6 +43,8 @@ const DEBIAN_PACKAGES: &[(Has, &str)] = &[
     // systemd-analyze.
     (Has::Program("prometheus"), "prometheus"),
     (Has::Program("systemd-analyze"), "systemd"),
+    // The fleet test's BGP speakers.
+    (Has::Program("bird"), "bird2"),
     // The charts' text.
     (Has::Program("fc-list"), "fontconfig"),
     (

@@ -31,6 +31,8 @@ pub struct Live {
     /// Listen addresses removed by earlier reloads (their connections may still run).
     pub retired: Vec<SocketAddr>,
     pub health: Option<health::HealthChecker>,
+    /// The VIPs' device, while serving with `--announce`.
+    pub announcer: Option<crate::announce::Announcer>,
 }
 
 /// Applies the configuration file again; on error nothing has changed.
@@ -110,6 +112,13 @@ pub async fn reload(
     if let Some(secret) = secret {
         install_secret(state, secret, new.cookie_secret.clone());
     }
+    if let Some(a) = &mut live.announcer {
+        a.update(&crate::announce::vips(&new.fast_path.listen))
+            .await?;
+        if let Ok(mut st) = state.status.lock() {
+            st.announced = a.announced();
+        }
+    }
     // The old checks stop as their handle drops.
     live.health = pool.as_deref().map(health::spawn);
     if let Ok(mut st) = state.status.lock() {
@@ -175,6 +184,7 @@ fn unchangeable(old: &RunSettings, new: &RunSettings) -> anyhow::Result<()> {
         ("xsk-mode", old.xsk_mode != new.xsk_mode),
         ("metrics", old.metrics != new.metrics),
         ("cookie-rotate", old.cookie_rotate != new.cookie_rotate),
+        ("announce", old.announce != new.announce),
         (
             "syn-cookies",
             old.fast_path.syn_cookies != new.fast_path.syn_cookies,

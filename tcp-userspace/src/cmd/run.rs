@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::reload::{self, Live};
 use crate::{
+    announce::{self, Announcer},
     backends::{Pool, health},
     bpf::{self, attach, bpffs, secret::Rotation},
     cli::{RunArgs, XskModeArg},
@@ -197,6 +198,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         health: pool.as_deref().map(health::spawn),
         settings: settings.clone(),
         retired: Vec::new(),
+        announcer: None,
     };
     let control = control_server::start(&paths.socket, state.clone())?;
     let metrics_server = match settings.metrics {
@@ -226,6 +228,17 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
             }
         );
     }
+    // Announced last: the router sends connections only once everything serves.
+    live.announcer = match &settings.announce {
+        Some(name) => {
+            let a = Announcer::start(name, &announce::vips(&settings.fast_path.listen)).await?;
+            if let Ok(mut st) = state.status.lock() {
+                st.announced = a.announced();
+            }
+            Some(a)
+        }
+        None => None,
+    };
     notify.ready(&notify::serving_status(0));
     let status_task = notify
         .enabled()
@@ -253,7 +266,12 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     }
 
     // Graceful shutdown: no new connections, FIN to the open ones, wait, reset the rest.
+    // The VIPs are withdrawn first, so that the router sends new connections elsewhere.
     notify.stopping("draining");
+    drop(live.announcer.take());
+    if let Ok(mut st) = state.status.lock() {
+        st.announced.clear();
+    }
     if let Err(e) = bpf::config::start_draining(&mut ebpf, &live.settings.fast_path) {
         tracing::error!("cannot stop answering SYNs: {e:#}");
     }
@@ -519,6 +537,8 @@ fn status_info(
         balance: None,
         proxy_protocol: None,
         backends: Vec::new(),
+        announce: s.announce.clone(),
+        announced: Vec::new(),
     };
     refresh_status(&mut st, s);
     st

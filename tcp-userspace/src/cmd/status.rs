@@ -53,7 +53,8 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
         let Some(s) = &e.status else {
             let _ = writeln!(
                 out,
-                "{}: stale pins of a dead instance (the next `tcpfront run` removes them)",
+                "{}: stale state of a dead instance (pins or control socket; the next `tcpfront \
+                 run` on it removes them)",
                 e.iface
             );
             continue;
@@ -98,6 +99,18 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             s.msl_ms,
             s.drain_timeout_ms
         );
+        if let Some(dev) = &s.announce {
+            let vips: Vec<String> = s.announced.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "  announcing on {dev}: {}",
+                if vips.is_empty() {
+                    "nothing (withdrawn)".into()
+                } else {
+                    vips.join(", ")
+                }
+            );
+        }
         if let Some(balance) = &s.balance {
             let _ = writeln!(
                 out,

@@ -249,6 +249,12 @@ pub struct StatusInfo {
     /// Every backend of the pool: health, connections, last check.
     #[serde(default)]
     pub backends: Vec<crate::backends::BackendStatus>,
+    /// The TUN device the VIPs are announced on (`--announce`), and the VIPs on it now
+    /// (none once draining: withdrawn).
+    #[serde(default)]
+    pub announce: Option<String>,
+    #[serde(default)]
+    pub announced: Vec<std::net::IpAddr>,
 }
 
 /// The key tcpfront's SYN cookies are signed with (never the key material itself).

@@ -1,0 +1,330 @@
+//! A fleet behind BGP and ECMP (namespaces only): a router running BIRD, two tcpfront nodes
+//! announcing the same VIP through their own BIRD, sharing one cookie secret.
+
+use std::{
+    io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpStream},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use tcpfront::wire::{
+    ethernet::EthernetRepr,
+    frame::TcpFrame,
+    ip::IpRepr,
+    tcp::{ACK, PSH, SYN, TcpOptions, TcpRepr},
+};
+use tcpfront_tests::{
+    fleet::{ANNOUNCE_DEV, Fleet, NODE_ADDRS, VIP},
+    netns::{command_in, run_in},
+    process::{ChildGuard, Tcpfront},
+    rawsock::{PacketSocket, mac_of},
+};
+
+const PORT: u16 = 80;
+
+fn start_node(fleet: &Fleet, i: usize, secret: &str) -> anyhow::Result<Tcpfront> {
+    Tcpfront::start_in(
+        &fleet.node_ns[i],
+        &fleet.node_if[i],
+        &[
+            "--listen",
+            &format!("{VIP}:{PORT}"),
+            "--upstream",
+            "127.0.0.1:9201",
+            "--cookie-secret",
+            secret,
+            "--announce",
+            ANNOUNCE_DEV,
+            // A segment of a connection this node does not have gets RST at once.
+            "--invalid-cookie",
+            "rst",
+            "--drain-timeout",
+            "3s",
+        ],
+        "info",
+        &[],
+    )
+}
+
+fn backend(fleet: &Fleet, i: usize) -> anyhow::Result<ChildGuard> {
+    let g = ChildGuard::spawn(
+        "backend",
+        command_in(&fleet.node_ns[i], env!("CARGO_BIN_EXE_tf-test-backend"))
+            .args(["127.0.0.1:9201", &format!("node{}", i + 1)])
+            .stdout(Stdio::null()),
+    )?;
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(g)
+}
+
+/// A connection to the VIP from the client: the node that answered, and the stream.
+fn connect(fleet: &Fleet) -> anyhow::Result<(TcpStream, String)> {
+    let addr = SocketAddr::new(VIP.parse()?, PORT);
+    run_in(&fleet.client_ns, move || {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("connect {addr}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line)?;
+        Ok((s, line.trim().to_string()))
+    })
+}
+
+/// One echoed line through an open connection.
+fn echo(s: &mut TcpStream, line: &[u8]) -> anyhow::Result<()> {
+    s.write_all(line)?;
+    let mut back = vec![0; line.len()];
+    s.read_exact(&mut back)?;
+    ensure!(back == line, "echoed {back:?}");
+    Ok(())
+}
+
+fn counter(tf: &Tcpfront, name: &str) -> anyhow::Result<u64> {
+    Ok(Tcpfront::counter(&tf.stats()?, name))
+}
+
+#[test]
+fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow::Result<()> {
+    let fleet = Fleet::create()?;
+    let secret = fleet.dir.join("cookie.secret");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut b = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+        std::fs::write(&secret, b)?;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let secret = secret.to_string_lossy().into_owned();
+    let _b1 = backend(&fleet, 0)?;
+    let _b2 = backend(&fleet, 1)?;
+    let mut node1 = Some(start_node(&fleet, 0, &secret)?);
+    let node2 = start_node(&fleet, 1, &secret)?;
+    let both = [NODE_ADDRS[0], NODE_ADDRS[1]];
+    let took = fleet.wait_next_hops(&both, Duration::from_secs(30))?;
+    println!("ECMP route to {VIP} over both nodes after {took:?}");
+
+    // Connections spread over both nodes, and every one completes.
+    let mut seen = [0usize; 2];
+    for _ in 0..40 {
+        let (mut s, name) = connect(&fleet)?;
+        echo(&mut s, b"ping\n")?;
+        match name.as_str() {
+            "node1" => seen[0] += 1,
+            "node2" => seen[1] += 1,
+            other => anyhow::bail!("answered by {other:?}"),
+        }
+    }
+    println!(
+        "40 connections: {} on node 1, {} on node 2",
+        seen[0], seen[1]
+    );
+    ensure!(seen[0] > 0 && seen[1] > 0, "ECMP did not spread: {seen:?}");
+
+    // A handshake whose SYN-ACK came from node 1 completes on node 2: crafted in the router,
+    // the SYN sent to node 1's MAC, the ACK (with data) to node 2's.
+    let router_mac = mac_of(&fleet.router_ns, "br0")?;
+    let macs = [
+        mac_of(&fleet.node_ns[0], &fleet.node_if[0])?,
+        mac_of(&fleet.node_ns[1], &fleet.node_if[1])?,
+    ];
+    let (src, dst): (IpAddr, IpAddr) = ("10.77.1.99".parse()?, VIP.parse()?);
+    let before_valid = counter(&node2, "cookie_ack_valid")?;
+    let router_ns = fleet.router_ns.clone();
+    let cookie = run_in(&router_ns, move || {
+        let sock = PacketSocket::open("br0")?;
+        let mut syn = TcpFrame::<Vec<u8>> {
+            eth: EthernetRepr {
+                dst: macs[0],
+                src: router_mac,
+                ..EthernetRepr::default()
+            },
+            ip: IpRepr::new(src, dst),
+            tcp: TcpRepr {
+                src_port: 40999,
+                dst_port: PORT,
+                seq: 1000,
+                flags: SYN,
+                window: 64240,
+                options: TcpOptions {
+                    mss: Some(1460),
+                    ..TcpOptions::default()
+                },
+                ..TcpRepr::default()
+            },
+        };
+        sock.send(&syn.emit())?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let syn_ack = loop {
+            ensure!(Instant::now() < deadline, "node 1 sent no SYN-ACK");
+            let Some(f) = sock.recv(Duration::from_millis(200))? else {
+                continue;
+            };
+            if let Ok(t) = TcpFrame::parse(&f)
+                && t.tcp.flags == SYN | ACK
+                && t.tcp.dst_port == 40999
+            {
+                ensure!(t.eth.src == macs[0], "the SYN-ACK did not come from node 1");
+                break t;
+            }
+        };
+        syn.eth.dst = macs[1];
+        syn.tcp = TcpRepr {
+            src_port: 40999,
+            dst_port: PORT,
+            seq: 1001,
+            ack: syn_ack.tcp.seq.wrapping_add(1),
+            flags: ACK | PSH,
+            window: 64240,
+            payload: b"hello\n".to_vec(),
+            ..TcpRepr::default()
+        };
+        sock.send(&syn.emit())?;
+        Ok(syn_ack.tcp.seq)
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter(&node2, "cookie_ack_valid")? == before_valid {
+        ensure!(
+            Instant::now() < deadline,
+            "node 2 did not accept node 1's cookie {cookie:#x}: {}",
+            node2.stats()?
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = node2.cli(&[
+        "conns",
+        "--iface",
+        &node2.iface,
+        "--json",
+        "--port",
+        "40999",
+    ])?;
+    let conns: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(
+        conns["connections"][0]["remote"] == "10.77.1.99:40999"
+            && conns["connections"][0]["from_cookie"] == true,
+        "node 2 has no connection from node 1's handshake: {conns}"
+    );
+
+    // Drain node 1 with connections open on both nodes: its route is withdrawn, its clients
+    // get the rest of their data and FIN, the others go on; new connections go to node 2.
+    let mut held: Vec<(TcpStream, String)> = Vec::new();
+    while held.iter().filter(|(_, n)| n == "node1").count() < 5
+        || held.iter().filter(|(_, n)| n == "node2").count() < 5
+    {
+        let (mut s, n) = connect(&fleet)?;
+        echo(&mut s, b"before\n")?;
+        held.push((s, n));
+        ensure!(held.len() < 200, "ECMP sends everything one way");
+    }
+    let mut n1 = node1.take().context("node 1")?;
+    n1.proc.signal(libc::SIGTERM);
+    let withdrawn = fleet.wait_next_hops(&[NODE_ADDRS[1]], Duration::from_secs(10))?;
+    println!("draining node 1: its route withdrawn after {withdrawn:?}");
+    let mut finished = 0;
+    let mut moved_reset = 0;
+    for (s, node) in &mut held {
+        if node == "node1" {
+            // FIN from node 1 (it takes the direct way back, not ECMP).
+            let mut buf = [0u8; 16];
+            let n = s.read(&mut buf)?;
+            ensure!(n == 0, "node 1's client got {n} bytes instead of FIN");
+            finished += 1;
+            // What this client sends now goes to node 2, which has no such connection.
+            let sent = s.write_all(b"late\n").and_then(|()| {
+                std::thread::sleep(Duration::from_millis(200));
+                s.write_all(b"later\n")
+            });
+            if matches!(
+                sent.as_ref().map_err(std::io::Error::kind),
+                Err(ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
+            ) {
+                moved_reset += 1;
+            }
+        } else {
+            echo(s, b"during\n").context("a node 2 connection was disturbed by the drain")?;
+        }
+    }
+    println!(
+        "node 1's {finished} open connections got FIN; data their clients sent after the \
+         withdrawal reached node 2 and was reset for {moved_reset} of them"
+    );
+    let mut on_node2 = Vec::new();
+    for _ in 0..20 {
+        let (mut s, name) = connect(&fleet)?;
+        ensure!(
+            name == "node2",
+            "a new connection landed on draining node 1"
+        );
+        echo(&mut s, b"after\n")?;
+        on_node2.push(s);
+    }
+    let status = n1.proc.wait_timeout(Duration::from_secs(20))?;
+    ensure!(status.success(), "node 1 did not drain cleanly: {status}");
+    drop(held);
+
+    // Node 1 back: ECMP rehashes, and some of node 2's established flows now reach node 1,
+    // which does not have them (the limit of hash-threshold ECMP): count them.
+    let n1 = start_node(&fleet, 0, &secret)?;
+    fleet.wait_next_hops(&both, Duration::from_secs(30))?;
+    let (mut kept, mut moved) = (0, 0);
+    for s in &mut on_node2 {
+        match echo(s, b"rehash\n") {
+            Ok(()) => kept += 1,
+            Err(e) => {
+                let reset = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                    matches!(
+                        io.kind(),
+                        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+                    )
+                });
+                ensure!(reset, "a moved connection's client saw {e:#}, not a reset");
+                moved += 1;
+            }
+        }
+    }
+    println!(
+        "node 1 added back: {moved} of {} established node-2 connections moved to node 1 and \
+         were reset; {kept} went on",
+        on_node2.len()
+    );
+    ensure!(kept > 0, "every established connection moved");
+    drop(on_node2);
+
+    // Node 1 SIGKILLed: its route goes with its process, no clean-up step.
+    let (mut on1, _) = loop {
+        let c = connect(&fleet)?;
+        if c.1 == "node1" {
+            break c;
+        }
+    };
+    echo(&mut on1, b"x\n")?;
+    n1.proc.signal(libc::SIGKILL);
+    let killed_at = Instant::now();
+    fleet.wait_next_hops(&[NODE_ADDRS[1]], Duration::from_secs(15))?;
+    println!(
+        "node 1 SIGKILLed: its route withdrawn after {:?}",
+        killed_at.elapsed()
+    );
+    for _ in 0..10 {
+        let (mut s, name) = connect(&fleet)?;
+        ensure!(name == "node2");
+        echo(&mut s, b"survivor\n")?;
+    }
+    // The killed node's client: its segments now reach node 2, which resets them.
+    let r = on1.write_all(b"orphan\n").and_then(|()| {
+        let mut b = [0u8; 8];
+        on1.read(&mut b).map(|_| ())
+    });
+    println!("the killed node's client saw: {r:?}");
+    ensure!(
+        matches!(
+            r.as_ref().map_err(std::io::Error::kind),
+            Err(ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
+        ),
+        "the killed node's client saw {r:?}, not a reset"
+    );
+    drop(n1);
+    Ok(())
+}
