@@ -101,15 +101,7 @@ impl Fleet {
             ])?;
             ip(&["-n", r, "link", "set", port, "master", "br0"])?;
             ip(&["-n", r, "link", "set", port, "up"])?;
-            ip(&[
-                "-n",
-                nns,
-                "addr",
-                "add",
-                &format!("{}/24", NODE_ADDRS[i]),
-                "dev",
-                nif,
-            ])?;
+            ip(&["-n", nns, "addr", "add", &format!("{addr}/24"), "dev", nif])?;
             ip(&["-n", nns, "link", "set", nif, "up"])?;
             ip(&["-n", nns, "route", "add", "default", "via", ROUTER])?;
             // veth hands XDP_TX frames only to a peer with an XDP program.

@@ -16,6 +16,8 @@ pub enum Request {
     Xdp,
 }
 
+// One per request on the control socket: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "lowercase")]
 pub enum Response {
