@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// no listener there the client gets a RST at once) or `drop`ped.
     #[arg(long, value_enum)]
     pub drain_syns: Option<DrainSyns>,
+    /// Congestion control towards clients: `cubic` (RFC 9438, default, as Linux) or
+    /// `newreno` (RFC 5681, RFC 6582).
+    #[arg(long, value_enum)]
+    pub congestion: Option<CongestionArg>,
     /// TCP keep-alive towards clients (RFC 1122 §4.2.3.6): `on` (default) or `off`.
     #[arg(long, value_enum)]
     pub keepalive: Option<OnOff>,
@@ -183,6 +187,12 @@ pub struct RunArgs {
     /// `upstream`, `max-conns`, …). Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CongestionArg {
+    Cubic,
+    Newreno,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,9 +12,9 @@ use crate::{
         config::FastPathSettings,
         secret::{self, SecretSource},
     },
-    cli::{AttachMode, DrainSyns, InvalidCookie, OnOff, RunArgs, XskModeArg},
+    cli::{AttachMode, CongestionArg, DrainSyns, InvalidCookie, OnOff, RunArgs, XskModeArg},
     datapath::Upstream,
-    engine::{EngineConfig, config::Keepalive},
+    engine::{EngineConfig, cc::Congestion, config::Keepalive},
 };
 
 /// The TOML file given by `--config`; every key is optional and named like its flag.
@@ -55,6 +55,7 @@ pub struct FileConfig {
     pub cookie_secret: Option<std::path::PathBuf>,
     pub cookie_rotate: Option<String>,
     pub announce: Option<String>,
+    pub congestion: Option<String>,
 }
 
 /// `upstream = "a:1"` or `upstream = ["a:1", "b:1,weight=2"]`.
@@ -271,6 +272,13 @@ impl RunSettings {
         if let Some(msl) = args.msl.clone().or(file.msl.clone()) {
             engine.msl = parse_duration(&msl).context("--msl")?;
         }
+        engine.congestion = match (args.congestion, file.congestion.as_deref()) {
+            (Some(CongestionArg::Cubic), _) | (None, None | Some("cubic")) => Congestion::Cubic,
+            (Some(CongestionArg::Newreno), _) | (None, Some("newreno")) => Congestion::NewReno,
+            (None, Some(other)) => {
+                bail!("config `congestion = {other:?}`: expected \"cubic\" or \"newreno\"")
+            }
+        };
         let keepalive_on = match args.keepalive {
             Some(v) => v == OnOff::On,
             None => file.keepalive.unwrap_or(true),

@@ -39,7 +39,7 @@ impl SecretSource {
     pub fn describe(&self) -> String {
         match self {
             SecretSource::File(p) => format!("file {}", p.display()),
-            SecretSource::Random => "random (this instance only)".into(),
+            SecretSource::Random => "random".into(),
         }
     }
 }

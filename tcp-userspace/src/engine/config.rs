@@ -38,6 +38,8 @@ pub struct EngineConfig {
     pub fin_wait2_timeout: Duration,
     /// Hard maximum of connections in the table.
     pub max_connections: usize,
+    /// The congestion controller of new connections (RFC 9438 CUBIC by default).
+    pub congestion: super::cc::Congestion,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +65,7 @@ impl Default for EngineConfig {
             }),
             fin_wait2_timeout: Duration::from_secs(60),
             max_connections: 100_000,
+            congestion: super::cc::Congestion::default(),
         }
     }
 }

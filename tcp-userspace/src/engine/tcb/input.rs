@@ -223,7 +223,7 @@ impl Tcb {
                     self.recover = None;
                     self.cc.on_recovery_exit();
                 }
-                None => self.cc.on_ack(acked, mss),
+                None => self.cc.on_ack(acked, mss, now, self.rtt.srtt()),
             }
             self.dup_acks = 0;
             self.retransmit_count = 0;
@@ -245,7 +245,7 @@ impl Tcb {
             self.dup_acks += 1;
             if self.dup_acks == 3 && self.recover.is_none() {
                 self.recover = Some(self.snd_max);
-                self.cc.on_fast_retransmit(in_flight, mss);
+                self.cc.on_fast_retransmit(in_flight, mss, now);
                 self.fast_retransmit(now);
             } else if self.dup_acks > 3 && self.recover.is_some() {
                 self.cc.on_dup_ack_in_recovery(mss);
@@ -262,7 +262,7 @@ impl Tcb {
             && self.sacked_bytes() >= 3 * mss
         {
             self.recover = Some(self.snd_max);
-            self.cc.on_fast_retransmit(in_flight, mss);
+            self.cc.on_fast_retransmit(in_flight, mss, now);
             self.fast_retransmit(now);
         }
 

@@ -8,13 +8,8 @@ mod timers;
 use std::{net::SocketAddr, time::Duration};
 
 use super::{
-    assembler::Assembler,
-    cc::{CongestionControl, NewReno},
-    config::EngineConfig,
-    ring::ByteRing,
-    rtt::RttEstimator,
-    seq::SeqNum,
-    time::Instant,
+    assembler::Assembler, cc::CongestionControl, config::EngineConfig, ring::ByteRing,
+    rtt::RttEstimator, seq::SeqNum, time::Instant,
 };
 use crate::wire::tcp::{ACK, RST, SYN, TcpRepr};
 
@@ -308,7 +303,7 @@ impl Tcb {
             ts_base: iss.0.rotate_left(13) | 1,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
-            cc: Box::new(NewReno::new(536)),
+            cc: cfg.congestion.controller(536),
             dup_acks: 0,
             recover: None,
             retransmit_count: 0,
@@ -388,7 +383,7 @@ impl Tcb {
         t.snd_nxt = t.snd_una;
         t.snd_max = t.snd_una;
         t.snd_mss = usize::from(h.mss).min(usize::from(cfg.mss));
-        t.cc = Box::new(NewReno::new(t.snd_mss));
+        t.cc = cfg.congestion.controller(t.snd_mss);
         if let Some((client, ours)) = h.wscale {
             t.snd_wscale = client.min(14);
             t.rcv_wscale = ours.min(14);
@@ -415,7 +410,7 @@ impl Tcb {
         self.snd_mss = usize::from(o.mss.unwrap_or(536))
             .min(usize::from(self.cfg.mss))
             .max(64);
-        self.cc = Box::new(NewReno::new(self.snd_mss));
+        self.cc = self.cfg.congestion.controller(self.snd_mss);
         if let Some(ws) = o.wscale {
             self.snd_wscale = ws.min(14);
             self.rcv_wscale = self.cfg.wscale.min(14);

@@ -33,7 +33,7 @@ impl Tcb {
             self.rtt.back_off();
             self.rtt_probe = None;
             let in_flight = self.snd_max - self.snd_una;
-            self.cc.on_rto(in_flight, self.snd_mss);
+            self.cc.on_rto(in_flight, self.snd_mss, now);
             self.recover = None;
             self.dup_acks = 0;
             self.retransmit(now);
