@@ -71,7 +71,8 @@ pub struct RunArgs {
     /// How the pool's backend is chosen for a new connection. Default round-robin.
     #[arg(long, value_enum)]
     pub balance: Option<crate::backends::Balance>,
-    /// Active TCP health checks of the backends (`on`, default, or `off`).
+    /// Active TCP health checks of the backends: `on` or `off`. Default: on for a pool of two
+    /// or more backends, off for a single one.
     #[arg(long, value_enum)]
     pub health_checks: Option<OnOff>,
     /// Time between two checks of a backend. Default 2s.

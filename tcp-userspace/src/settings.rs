@@ -440,9 +440,11 @@ fn pool_settings(
         }
     };
     let mut health = HealthSettings {
+        // By default only a pool checks its backends: a single backend has nowhere else for
+        // a connection to go (and a check is one more connection its accept loop sees).
         enabled: match args.health_checks {
             Some(v) => v == OnOff::On,
-            None => file.health_checks.unwrap_or(true),
+            None => file.health_checks.unwrap_or(backends.len() > 1),
         },
         ..HealthSettings::default()
     };
@@ -727,6 +729,25 @@ mod tests {
         assert_eq!(p.health.interval, Duration::from_millis(500));
         assert_eq!((p.health.fall, p.health.rise), (1, 2));
         assert_eq!(p.connect_retries, 0);
+        assert!(p.health.enabled, "a pool is checked");
+        let one = |extra: &[&str]| {
+            let mut argv = vec![
+                "run",
+                "--iface",
+                "x",
+                "--listen",
+                "0.0.0.0:80",
+                "--upstream",
+                "h:1",
+            ];
+            argv.extend_from_slice(extra);
+            match resolve(&argv).unwrap().upstream {
+                Some(Upstream::Pool(p)) => p.health.enabled,
+                _ => panic!("no pool"),
+            }
+        };
+        assert!(!one(&[]), "a single backend is not checked unless asked");
+        assert!(one(&["--health-checks", "on"]));
 
         let dir = std::env::temp_dir().join(format!("tcpfront-pool-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

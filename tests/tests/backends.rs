@@ -364,7 +364,14 @@ fn a_backend_that_accepts_but_never_answers_passes_its_health_checks() -> anyhow
     let _silent = backend(&lab, 9121, "silent", "silent")?;
     let tf = start(
         &lab,
-        &pool_args(&["--upstream", "127.0.0.1:9121", "--health-interval", "200ms"]),
+        &pool_args(&[
+            "--upstream",
+            "127.0.0.1:9121",
+            "--health-checks",
+            "on",
+            "--health-interval",
+            "200ms",
+        ]),
     )?;
     std::thread::sleep(Duration::from_millis(800));
     // The documented limit: a TCP connect check cannot see that the service is stuck.
