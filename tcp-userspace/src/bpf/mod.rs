@@ -7,6 +7,7 @@ pub mod config;
 pub mod cookie;
 pub mod counters;
 pub mod flows;
+pub mod key_rotation;
 pub mod secret;
 pub mod test_run;
 

@@ -4,6 +4,7 @@ pub mod conns;
 pub mod peer;
 mod reload;
 pub mod run;
+mod run_status;
 pub mod stats;
 pub mod status;
 

@@ -122,7 +122,7 @@ pub async fn reload(
     // The old checks stop as their handle drops.
     live.health = pool.as_deref().map(health::spawn);
     if let Ok(mut st) = state.status.lock() {
-        super::run::refresh_status(&mut st, &new);
+        super::run_status::refresh_status(&mut st, &new);
     }
     let summary = format!(
         "reloaded {}: listen {}{}; {}",

@@ -3,7 +3,7 @@
 use std::{
     fs,
     sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::Context as _;
@@ -11,16 +11,16 @@ use aya::programs::Xdp;
 use tcp_common::{XDP_PROGRAM, map_names};
 use tokio::sync::{mpsc, watch};
 
-use super::reload::{self, Live};
+use super::{
+    reload::{self, Live},
+    run_status,
+};
 use crate::{
     announce::{self, Announcer},
     backends::{Pool, health},
-    bpf::{self, attach, bpffs, secret::Rotation},
+    bpf::{self, attach, bpffs, key_rotation, secret::Rotation},
     cli::{RunArgs, XskModeArg},
-    control::{
-        proto::{CookieSecret, StatusInfo},
-        server::{self as control_server, ControlState},
-    },
+    control::server::{self as control_server, ControlState},
     datapath::{self, Phase, QueueConfig, QueueControl, QueueHandle, Upstream},
     instance::{self, InstanceLock, Paths},
     logging, metrics,
@@ -78,7 +78,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         settings.cookie_secret.clone(),
         settings.cookie_rotate,
     )?));
-    settings.fast_path.cookie_keys = current_keys(&cookies);
+    settings.fast_path.cookie_keys = key_rotation::current_keys(&cookies);
     bpffs::ensure_mounted()?;
     let _lock = InstanceLock::acquire(&paths)?;
     instance::remove_stale_state(&paths)?;
@@ -178,7 +178,13 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let (link, mode) = attach::attach(prog, &iface, settings.mode)?;
     let since = SystemTime::now();
     let state = Arc::new(ControlState {
-        status: Mutex::new(status_info(&settings, netns, mode.name(), xsk_modes, since)),
+        status: Mutex::new(run_status::status_info(
+            &settings,
+            netns,
+            mode.name(),
+            xsk_modes,
+            since,
+        )),
         queues: queries.clone(),
         flows: bpf::flows::open_pinned(&paths.pin(map_names::FLOWS))
             .ok()
@@ -189,7 +195,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         pool: pool.clone().map(|p| Arc::new(RwLock::new(p))),
         phase: phase_rx.clone(),
     });
-    let key_task = tokio::spawn(install_cookie_keys(
+    let key_task = tokio::spawn(key_rotation::install_forever(
         cookies.clone(),
         state.cookies_wake.clone(),
         paths.pin(map_names::COOKIE),
@@ -335,60 +341,6 @@ fn upstream_text(pool: Option<&Pool>) -> String {
     }
 }
 
-/// The keys for now, from the schedule.
-fn current_keys(cookies: &Mutex<Rotation>) -> tcp_common::cookie::CookieKeys {
-    let minute = bpf::cookie::current_minute();
-    let offset = bpf::cookie::clock_offset_ns();
-    match cookies.lock() {
-        Ok(mut r) => r.keys_at(minute, offset),
-        Err(p) => p.into_inner().keys_at(minute, offset),
-    }
-}
-
-/// Installs the cookie keys of the epochs around now into the program's `COOKIE` map, at
-/// every epoch boundary (the next epoch's key is in the map beforehand, so a late wake-up
-/// costs nothing), at least every 10 minutes (to follow the wall clock's adjustments), and
-/// when a reload brings a new secret.
-async fn install_cookie_keys(
-    cookies: Arc<Mutex<Rotation>>,
-    wake: Arc<tokio::sync::Notify>,
-    pin: std::path::PathBuf,
-) {
-    let mut map: aya::maps::Array<aya::maps::MapData, tcp_common::cookie::CookieKeys> =
-        match aya::maps::MapData::from_pin(&pin)
-            .map_err(anyhow::Error::from)
-            .and_then(|d| Ok(aya::maps::Array::try_from(aya::maps::Map::Array(d))?))
-        {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(
-                    "cookie keys cannot be rotated: opening {}: {e:#}",
-                    pin.display()
-                );
-                return;
-            }
-        };
-    loop {
-        let keys = current_keys(&cookies);
-        if let Err(e) = map.set(0, keys, 0) {
-            tracing::error!("installing the cookie keys: {e}");
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let next = match cookies.lock() {
-            Ok(r) => r.next_boundary(now / 60) * 60,
-            Err(_) => now + 60,
-        };
-        let wait = Duration::from_secs(next.saturating_sub(now).clamp(1, 600));
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = wake.notified() => {}
-        }
-    }
-}
-
 /// Keeps systemd's `STATUS=` line current with the connection count (only under systemd).
 async fn report_status(notify: Notifier, queues: Vec<QueueControl>) {
     let mut last = 0;
@@ -497,72 +449,4 @@ async fn open_connections(queues: &[QueueControl]) -> usize {
         }
     }
     open
-}
-
-fn status_info(
-    s: &RunSettings,
-    netns: Option<String>,
-    mode: &str,
-    xsk_modes: Vec<String>,
-    since: SystemTime,
-) -> StatusInfo {
-    let mut st = StatusInfo {
-        iface: s.iface.clone(),
-        pid: std::process::id(),
-        netns,
-        mode: mode.into(),
-        xsk_modes,
-        since_unix: since
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-        uptime_secs: 0,
-        listen: Vec::new(),
-        upstream: None,
-        syn_cookies: s.fast_path.syn_cookies,
-        invalid_cookie: String::new(),
-        max_conns: 0,
-        msl_ms: 0,
-        drain_timeout_ms: 0,
-        phase: "serving".into(),
-        connections: 0,
-        cookie_secret: CookieSecret {
-            source: s.cookie_secret.describe(),
-            age_secs: 0,
-            epoch: 0,
-            rotate_secs: s.cookie_rotate.as_secs(),
-            next_rotation_secs: 0,
-            validity_secs: 120,
-        },
-        balance: None,
-        proxy_protocol: None,
-        backends: Vec::new(),
-        announce: s.announce.clone(),
-        announced: Vec::new(),
-    };
-    refresh_status(&mut st, s);
-    st
-}
-
-/// The parts of `status` a reload may change.
-pub(super) fn refresh_status(st: &mut StatusInfo, s: &RunSettings) {
-    st.listen = s.fast_path.listen.clone();
-    st.upstream = s.upstream.as_ref().map(|u| match u {
-        Upstream::Pool(p) => p
-            .backends
-            .iter()
-            .map(|b| b.target.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-        Upstream::Echo => "echo".into(),
-    });
-    st.invalid_cookie = if s.fast_path.rst_invalid_cookie {
-        "rst"
-    } else {
-        "drop"
-    }
-    .into();
-    st.max_conns = s.engine.max_connections as u64;
-    st.msl_ms = s.engine.msl.as_millis() as u64;
-    st.drain_timeout_ms = s.drain_timeout.as_millis() as u64;
 }
