@@ -112,8 +112,9 @@ impl Fleet {
     }
 
     fn start_birds(&mut self) -> anyhow::Result<()> {
-        // Timers at BIRD's minimum, so that the test sees withdrawals within seconds.
-        let timers = "hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 2;";
+        // Withdrawals do not wait for the hold timer (a node's route goes with its device), so
+        // it keeps its usual 9 s: a busy machine must not drop sessions. Reconnects are quick.
+        let timers = "hold time 9; keepalive time 3; connect retry time 1; error wait time 1, 2;";
         let router = format!(
             "router id {ROUTER};\nprotocol device {{ scan time 1; }}\n\
              protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\

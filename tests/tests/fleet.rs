@@ -24,6 +24,13 @@ use tcpfront_tests::{
 
 const PORT: u16 = 80;
 
+/// One fleet at a time: each runs two BIRDs and two tcpfronts on the machine's two CPUs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn start_node(fleet: &Fleet, i: usize, secret: &str) -> anyhow::Result<Tcpfront> {
     Tcpfront::start_in(
         &fleet.node_ns[i],
@@ -67,7 +74,9 @@ fn connect(fleet: &Fleet) -> anyhow::Result<(TcpStream, String)> {
             .with_context(|| format!("connect {addr}"))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut line = String::new();
-        BufReader::new(&s).read_line(&mut line)?;
+        BufReader::new(&s)
+            .read_line(&mut line)
+            .with_context(|| format!("reading the node's name through {addr}"))?;
         Ok((s, line.trim().to_string()))
     })
 }
@@ -87,6 +96,7 @@ fn counter(tf: &Tcpfront, name: &str) -> anyhow::Result<u64> {
 
 #[test]
 fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow::Result<()> {
+    let _serial = serial();
     let fleet = Fleet::create()?;
     let secret = fleet.dir.join("cookie.secret");
     {
@@ -109,7 +119,7 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
     let mut seen = [0usize; 2];
     for _ in 0..40 {
         let (mut s, name) = connect(&fleet)?;
-        echo(&mut s, b"ping\n")?;
+        echo(&mut s, b"ping\n").context("spreading connections")?;
         match name.as_str() {
             "node1" => seen[0] += 1,
             "node2" => seen[1] += 1,
@@ -124,65 +134,9 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
 
     // A handshake whose SYN-ACK came from node 1 completes on node 2: crafted in the router,
     // the SYN sent to node 1's MAC, the ACK (with data) to node 2's.
-    let router_mac = mac_of(&fleet.router_ns, "br0")?;
-    let macs = [
-        mac_of(&fleet.node_ns[0], &fleet.node_if[0])?,
-        mac_of(&fleet.node_ns[1], &fleet.node_if[1])?,
-    ];
-    let (src, dst): (IpAddr, IpAddr) = ("10.77.1.99".parse()?, VIP.parse()?);
     let before_valid = counter(&node2, "cookie_ack_valid")?;
-    let router_ns = fleet.router_ns.clone();
-    let cookie = run_in(&router_ns, move || {
-        let sock = PacketSocket::open("br0")?;
-        let mut syn = TcpFrame::<Vec<u8>> {
-            eth: EthernetRepr {
-                dst: macs[0],
-                src: router_mac,
-                ..EthernetRepr::default()
-            },
-            ip: IpRepr::new(src, dst),
-            tcp: TcpRepr {
-                src_port: 40999,
-                dst_port: PORT,
-                seq: 1000,
-                flags: SYN,
-                window: 64240,
-                options: TcpOptions {
-                    mss: Some(1460),
-                    ..TcpOptions::default()
-                },
-                ..TcpRepr::default()
-            },
-        };
-        sock.send(&syn.emit())?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let syn_ack = loop {
-            ensure!(Instant::now() < deadline, "node 1 sent no SYN-ACK");
-            let Some(f) = sock.recv(Duration::from_millis(200))? else {
-                continue;
-            };
-            if let Ok(t) = TcpFrame::parse(&f)
-                && t.tcp.flags == SYN | ACK
-                && t.tcp.dst_port == 40999
-            {
-                ensure!(t.eth.src == macs[0], "the SYN-ACK did not come from node 1");
-                break t;
-            }
-        };
-        syn.eth.dst = macs[1];
-        syn.tcp = TcpRepr {
-            src_port: 40999,
-            dst_port: PORT,
-            seq: 1001,
-            ack: syn_ack.tcp.seq.wrapping_add(1),
-            flags: ACK | PSH,
-            window: 64240,
-            payload: b"hello\n".to_vec(),
-            ..TcpRepr::default()
-        };
-        sock.send(&syn.emit())?;
-        Ok(syn_ack.tcp.seq)
-    })?;
+    let cookie = raw_syn(&fleet, 0, 40999)?;
+    raw_ack(&fleet, 1, 40999, cookie)?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while counter(&node2, "cookie_ack_valid")? == before_valid {
         ensure!(
@@ -214,7 +168,7 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
         || held.iter().filter(|(_, n)| n == "node2").count() < 5
     {
         let (mut s, n) = connect(&fleet)?;
-        echo(&mut s, b"before\n")?;
+        echo(&mut s, b"before\n").context("a connection before the drain")?;
         held.push((s, n));
         ensure!(held.len() < 200, "ECMP sends everything one way");
     }
@@ -228,7 +182,9 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
         if node == "node1" {
             // FIN from node 1 (it takes the direct way back, not ECMP).
             let mut buf = [0u8; 16];
-            let n = s.read(&mut buf)?;
+            let n = s
+                .read(&mut buf)
+                .context("a node 1 client waiting for the drain's FIN")?;
             ensure!(n == 0, "node 1's client got {n} bytes instead of FIN");
             finished += 1;
             // What this client sends now goes to node 2, which has no such connection.
@@ -326,5 +282,197 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
         "the killed node's client saw {r:?}, not a reset"
     );
     drop(n1);
+    Ok(())
+}
+
+/// A client the router pretends to be (no such host exists behind it).
+const RAW_CLIENT: &str = "10.77.1.99";
+
+fn raw_frame(fleet: &Fleet, node: usize, tcp: TcpRepr<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
+    let (src, dst): (IpAddr, IpAddr) = (RAW_CLIENT.parse()?, VIP.parse()?);
+    Ok(TcpFrame::<Vec<u8>> {
+        eth: EthernetRepr {
+            dst: mac_of(&fleet.node_ns[node], &fleet.node_if[node])?,
+            src: mac_of(&fleet.router_ns, "br0")?,
+            ..EthernetRepr::default()
+        },
+        ip: IpRepr::new(src, dst),
+        tcp,
+    }
+    .emit())
+}
+
+/// Sends a SYN from the router straight to `node` (its MAC on the segment, whatever ECMP
+/// would choose) and returns the cookie of its SYN-ACK.
+fn raw_syn(fleet: &Fleet, node: usize, sport: u16) -> anyhow::Result<u32> {
+    let syn = raw_frame(
+        fleet,
+        node,
+        TcpRepr {
+            src_port: sport,
+            dst_port: PORT,
+            seq: 1000,
+            flags: SYN,
+            window: 64240,
+            options: TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::default()
+            },
+            ..TcpRepr::default()
+        },
+    )?;
+    let node_mac = mac_of(&fleet.node_ns[node], &fleet.node_if[node])?;
+    run_in(&fleet.router_ns, move || {
+        let sock = PacketSocket::open("br0")?;
+        sock.send(&syn)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            ensure!(
+                Instant::now() < deadline,
+                "node {} sent no SYN-ACK",
+                node + 1
+            );
+            let Some(f) = sock.recv(Duration::from_millis(200))? else {
+                continue;
+            };
+            if let Ok(t) = TcpFrame::parse(&f)
+                && t.tcp.flags == SYN | ACK
+                && t.tcp.dst_port == sport
+            {
+                ensure!(t.eth.src == node_mac, "the SYN-ACK came from another node");
+                return Ok(t.tcp.seq);
+            }
+        }
+    })
+}
+
+/// Completes that handshake at `node`: the ACK for `cookie`, with data.
+fn raw_ack(fleet: &Fleet, node: usize, sport: u16, cookie: u32) -> anyhow::Result<()> {
+    let ack = raw_frame(
+        fleet,
+        node,
+        TcpRepr {
+            src_port: sport,
+            dst_port: PORT,
+            seq: 1001,
+            ack: cookie.wrapping_add(1),
+            flags: ACK | PSH,
+            window: 64240,
+            payload: b"hello\n".to_vec(),
+            ..TcpRepr::default()
+        },
+    )?;
+    run_in(&fleet.router_ns, move || {
+        PacketSocket::open("br0")?.send(&ack)
+    })
+}
+
+/// Waits for `counter` of `tf` to pass `before`.
+fn wait_counter(tf: &Tcpfront, counter_name: &str, before: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter(tf, counter_name)? <= before {
+        ensure!(
+            Instant::now() < deadline,
+            "{counter_name} did not move: {}",
+            tf.stats()?
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn wall_clock_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Sleeps until `secs` past the start of minute `minute`.
+fn sleep_until_minute(minute: u64, secs: f64) {
+    let target = minute as f64 * 60.0 + secs;
+    let now = wall_clock_secs();
+    if target > now {
+        std::thread::sleep(Duration::from_secs_f64(target - now));
+    }
+}
+
+/// Rotation on the wall clock, across nodes (one-minute epochs): a cookie node 1 minted in
+/// epoch e is accepted by node 2 in e+1 and refused in e+2, where both daemons have
+/// installed the new epoch's key on their own. Takes up to two and a half minutes.
+#[test]
+fn cookies_rotate_on_the_wall_clock_and_stay_valid_one_epoch_across_nodes() -> anyhow::Result<()> {
+    let _serial = serial();
+    let fleet = Fleet::create()?;
+    let secret = fleet.dir.join("cookie.secret");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(&secret, [0x5au8; 32])?;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let secret = secret.to_string_lossy().into_owned();
+    let _b = (backend(&fleet, 0)?, backend(&fleet, 1)?);
+    let start = |i: usize| {
+        Tcpfront::start_in(
+            &fleet.node_ns[i],
+            &fleet.node_if[i],
+            &[
+                "--listen",
+                &format!("{VIP}:{PORT}"),
+                "--upstream",
+                "127.0.0.1:9201",
+                "--cookie-secret",
+                &secret,
+                "--cookie-rotate",
+                "1m",
+            ],
+            "info",
+            &[],
+        )
+    };
+    let (_node1, node2) = (start(0)?, start(1)?);
+    // Mint well inside a minute, so that "the next epoch" is unambiguous.
+    let mut m = (wall_clock_secs() / 60.0) as u64;
+    if wall_clock_secs() - m as f64 * 60.0 > 45.0 {
+        m += 1;
+    }
+    sleep_until_minute(m, 2.0);
+    let next_epoch_cookie = raw_syn(&fleet, 0, 41001)?;
+    let late_cookie = raw_syn(&fleet, 0, 41002)?;
+    ensure!(
+        (wall_clock_secs() / 60.0) as u64 == m,
+        "minted across a minute boundary"
+    );
+
+    sleep_until_minute(m + 1, 3.0);
+    let valid = counter(&node2, "cookie_ack_valid")?;
+    raw_ack(&fleet, 1, 41001, next_epoch_cookie)?;
+    wait_counter(&node2, "cookie_ack_valid", valid)
+        .context("node 2 refused node 1's cookie of the previous epoch")?;
+    let out = node2.cli(&["status", "--json"])?;
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let me = st
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["iface"] == node2.iface.as_str()))
+        .context("node 2 not in status")?;
+    ensure!(
+        me["status"]["cookie_secret"]["epoch"] == m + 1,
+        "node 2 is not in epoch {}: {}",
+        m + 1,
+        me["status"]["cookie_secret"]
+    );
+
+    sleep_until_minute(m + 2, 3.0);
+    let invalid = counter(&node2, "cookie_ack_invalid")?;
+    raw_ack(&fleet, 1, 41002, late_cookie)?;
+    wait_counter(&node2, "cookie_ack_invalid", invalid)
+        .context("node 2 accepted a cookie two epochs old")?;
+    // Epoch e+2's key was not in the maps at start (they hold the previous, current and next
+    // epoch): both daemons installed it at a boundary, and still agree.
+    let valid = counter(&node2, "cookie_ack_valid")?;
+    let fresh = raw_syn(&fleet, 0, 41003)?;
+    raw_ack(&fleet, 1, 41003, fresh)?;
+    wait_counter(&node2, "cookie_ack_valid", valid)
+        .context("the nodes disagree on the key of epoch e+2")?;
     Ok(())
 }
