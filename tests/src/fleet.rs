@@ -19,7 +19,7 @@ use anyhow::{Context as _, ensure};
 use crate::{
     lab::TEST_PREFIX,
     netns::{command_in, ip, run},
-    process::{ChildGuard, tcpfront_bin},
+    process::{ChildGuard, Tcpfront, spawn_backend, tcpfront_bin},
 };
 
 pub const VIP: &str = "10.77.9.1";
@@ -28,6 +28,8 @@ pub const CLIENT: &str = "10.77.1.2";
 pub const NODE_ADDRS: [&str; 2] = ["10.77.0.11", "10.77.0.12"];
 /// The name of tcpfront's announcing device in each node (names are per namespace).
 pub const ANNOUNCE_DEV: &str = "tfvip0";
+/// Where each node's backend listens, on its loopback.
+pub const BACKEND_PORT: u16 = 9201;
 
 pub struct Fleet {
     pub client_ns: String,
@@ -156,6 +158,38 @@ impl Fleet {
         )?;
         self.birds.push(g);
         Ok(())
+    }
+
+    /// tcpfront on node `i`: the VIP on port 80, relayed to the node's backend, the shared
+    /// cookie `secret`, the VIP announced; `extra` arguments after those.
+    pub fn start_node(&self, i: usize, secret: &str, extra: &[&str]) -> anyhow::Result<Tcpfront> {
+        let listen = format!("{VIP}:80");
+        let upstream = format!("127.0.0.1:{BACKEND_PORT}");
+        let mut args = vec![
+            "--listen",
+            &listen,
+            "--upstream",
+            &upstream,
+            "--cookie-secret",
+            secret,
+            "--announce",
+            ANNOUNCE_DEV,
+            "--drain-timeout",
+            "3s",
+        ];
+        args.extend_from_slice(extra);
+        Tcpfront::start_in(&self.node_ns[i], &self.node_if[i], &args, "info", &[])
+    }
+
+    /// Node `i`'s backend (`tf-test-backend` at `bin`), answering `node1` or `node2`.
+    pub fn backend(&self, i: usize, bin: &Path) -> anyhow::Result<ChildGuard> {
+        spawn_backend(
+            &self.node_ns[i],
+            bin,
+            BACKEND_PORT,
+            &format!("node{}", i + 1),
+            "echo",
+        )
     }
 
     /// The router's next hops for the VIP (empty: no route).

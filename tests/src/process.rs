@@ -207,3 +207,28 @@ impl Drop for Tcpfront {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// `tf-test-backend` (the binary at `bin`) in namespace `ns` on 127.0.0.1:`port`, answering
+/// `name` (`mode`: `echo` or `silent`), once it accepts connections.
+pub fn spawn_backend(
+    ns: &str,
+    bin: &std::path::Path,
+    port: u16,
+    name: &str,
+    mode: &str,
+) -> anyhow::Result<ChildGuard> {
+    let g = ChildGuard::spawn(
+        name,
+        crate::netns::command_in(ns, &bin.to_string_lossy())
+            .args([&format!("127.0.0.1:{port}"), name, mode])
+            .stdout(Stdio::null()),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !crate::netns::run_in(ns, move || {
+        Ok(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+    })? {
+        anyhow::ensure!(Instant::now() < deadline, "backend {name} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(g)
+}

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tcpfront_tests::{
     lab::Lab,
     netns::{command_in, run_in, spawn_in},
-    process::{ChildGuard, Tcpfront, tcpfront_bin},
+    process::{ChildGuard, Tcpfront, spawn_backend, tcpfront_bin},
 };
 
 const PORT: u16 = 8080;
@@ -28,20 +28,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// `tf-test-backend` in the front namespace on 127.0.0.1:`port`, once it accepts.
 fn backend(lab: &Lab, port: u16, name: &str, mode: &str) -> anyhow::Result<ChildGuard> {
-    let g = ChildGuard::spawn(
+    spawn_backend(
+        &lab.names.front_ns,
+        std::path::Path::new(env!("CARGO_BIN_EXE_tf-test-backend")),
+        port,
         name,
-        command_in(&lab.names.front_ns, env!("CARGO_BIN_EXE_tf-test-backend"))
-            .args([&format!("127.0.0.1:{port}"), name, mode])
-            .stdout(Stdio::null()),
-    )?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !run_in(&lab.names.front_ns, move || {
-        Ok(TcpStream::connect(("127.0.0.1", port)).is_ok())
-    })? {
-        ensure!(Instant::now() < deadline, "backend {name} did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(g)
+        mode,
+    )
 }
 
 fn kill(b: &mut ChildGuard) -> anyhow::Result<()> {

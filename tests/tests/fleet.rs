@@ -4,7 +4,7 @@
 use std::{
     io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpStream},
-    process::Stdio,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -16,8 +16,8 @@ use tcpfront::wire::{
     tcp::{ACK, PSH, SYN, TcpOptions, TcpRepr},
 };
 use tcpfront_tests::{
-    fleet::{ANNOUNCE_DEV, Fleet, NODE_ADDRS, VIP},
-    netns::{command_in, run_in},
+    fleet::{Fleet, NODE_ADDRS, VIP},
+    netns::run_in,
     process::{ChildGuard, Tcpfront},
     rawsock::{PacketSocket, mac_of},
 };
@@ -32,38 +32,12 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn start_node(fleet: &Fleet, i: usize, secret: &str) -> anyhow::Result<Tcpfront> {
-    Tcpfront::start_in(
-        &fleet.node_ns[i],
-        &fleet.node_if[i],
-        &[
-            "--listen",
-            &format!("{VIP}:{PORT}"),
-            "--upstream",
-            "127.0.0.1:9201",
-            "--cookie-secret",
-            secret,
-            "--announce",
-            ANNOUNCE_DEV,
-            // A segment of a connection this node does not have gets RST at once.
-            "--invalid-cookie",
-            "rst",
-            "--drain-timeout",
-            "3s",
-        ],
-        "info",
-        &[],
-    )
+    // A segment of a connection this node does not have gets RST at once.
+    fleet.start_node(i, secret, &["--invalid-cookie", "rst"])
 }
 
 fn backend(fleet: &Fleet, i: usize) -> anyhow::Result<ChildGuard> {
-    let g = ChildGuard::spawn(
-        "backend",
-        command_in(&fleet.node_ns[i], env!("CARGO_BIN_EXE_tf-test-backend"))
-            .args(["127.0.0.1:9201", &format!("node{}", i + 1)])
-            .stdout(Stdio::null()),
-    )?;
-    std::thread::sleep(Duration::from_millis(100));
-    Ok(g)
+    fleet.backend(i, Path::new(env!("CARGO_BIN_EXE_tf-test-backend")))
 }
 
 /// A connection to the VIP from the client: the node that answered, and the stream.
@@ -412,24 +386,7 @@ fn cookies_rotate_on_the_wall_clock_and_stay_valid_one_epoch_across_nodes() -> a
     }
     let secret = secret.to_string_lossy().into_owned();
     let _b = (backend(&fleet, 0)?, backend(&fleet, 1)?);
-    let start = |i: usize| {
-        Tcpfront::start_in(
-            &fleet.node_ns[i],
-            &fleet.node_if[i],
-            &[
-                "--listen",
-                &format!("{VIP}:{PORT}"),
-                "--upstream",
-                "127.0.0.1:9201",
-                "--cookie-secret",
-                &secret,
-                "--cookie-rotate",
-                "1m",
-            ],
-            "info",
-            &[],
-        )
-    };
+    let start = |i: usize| fleet.start_node(i, &secret, &["--cookie-rotate", "1m"]);
     let (_node1, node2) = (start(0)?, start(1)?);
     // Mint well inside a minute, so that "the next epoch" is unambiguous.
     let mut m = (wall_clock_secs() / 60.0) as u64;

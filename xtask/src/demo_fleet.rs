@@ -6,42 +6,20 @@
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    process::Stdio,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use tcpfront_tests::{
-    fleet::{ANNOUNCE_DEV, Fleet, NODE_ADDRS, VIP},
+    fleet::{Fleet, NODE_ADDRS, VIP},
     netns::{command_in, run_in},
-    process::{ChildGuard, Tcpfront},
+    process::Tcpfront,
 };
 
 use crate::{build, setup, util};
 
 fn step(text: &str) {
     println!("\n==> {text}");
-}
-
-fn node(fleet: &Fleet, i: usize, secret: &str) -> anyhow::Result<Tcpfront> {
-    Tcpfront::start_in(
-        &fleet.node_ns[i],
-        &fleet.node_if[i],
-        &[
-            "--listen",
-            &format!("{VIP}:80"),
-            "--upstream",
-            "127.0.0.1:9201",
-            "--cookie-secret",
-            secret,
-            "--announce",
-            ANNOUNCE_DEV,
-            "--drain-timeout",
-            "3s",
-        ],
-        "info",
-        &[],
-    )
 }
 
 /// Who answers a new connection to the VIP.
@@ -110,19 +88,10 @@ pub fn demo() -> anyhow::Result<()> {
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
     }
     let secret = secret.to_string_lossy().into_owned();
-    let _backends: Vec<ChildGuard> = (0..2)
-        .map(|i| {
-            ChildGuard::spawn(
-                "backend",
-                command_in(&fleet.node_ns[i], &backend.to_string_lossy())
-                    .args(["127.0.0.1:9201", &format!("node{}", i + 1)])
-                    .stdout(Stdio::null()),
-            )
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let _backends = (fleet.backend(0, &backend)?, fleet.backend(1, &backend)?);
     step("tcpfront on both nodes, one secret file (--cookie-secret), VIP announced (--announce)");
-    let n1 = node(&fleet, 0, &secret)?;
-    let n2 = node(&fleet, 1, &secret)?;
+    let n1 = fleet.start_node(0, &secret, &[])?;
+    let n2 = fleet.start_node(1, &secret, &[])?;
     let took = fleet.wait_next_hops(&[NODE_ADDRS[0], NODE_ADDRS[1]], Duration::from_secs(30))?;
     println!("    router, after {took:.1?}: {}", route(&fleet)?);
     let status = n1.cli(&["status"])?;
@@ -151,7 +120,7 @@ pub fn demo() -> anyhow::Result<()> {
     drop(n1);
 
     step("node 1 back, then killed (SIGKILL): its TUN device goes with it, so does its route");
-    let n1 = node(&fleet, 0, &secret)?;
+    let n1 = fleet.start_node(0, &secret, &[])?;
     fleet.wait_next_hops(&[NODE_ADDRS[0], NODE_ADDRS[1]], Duration::from_secs(30))?;
     println!("    back: {}", spread(&fleet, 10)?);
     n1.proc.signal(libc::SIGKILL);

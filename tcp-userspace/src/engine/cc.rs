@@ -50,6 +50,12 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     fn ssthresh(&self) -> usize;
 }
 
+/// RFC 6582 §3.2 (5), for every controller's fast recovery: deflate the window by the amount
+/// a partial ACK acknowledged, and add back one MSS if it acknowledged at least that much.
+fn deflate_on_partial_ack(cwnd: usize, acked: usize, mss: usize) -> usize {
+    cwnd.saturating_sub(acked).max(mss) + if acked >= mss { mss } else { 0 }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewReno {
     cwnd: usize,
@@ -95,8 +101,7 @@ impl CongestionControl for NewReno {
     }
 
     fn on_partial_ack(&mut self, acked: usize, mss: usize) {
-        // RFC 6582 §3.2 (5): deflate by the amount acked, add back one MSS.
-        self.cwnd = self.cwnd.saturating_sub(acked).max(mss) + if acked >= mss { mss } else { 0 };
+        self.cwnd = deflate_on_partial_ack(self.cwnd, acked, mss);
     }
 
     fn on_dup_ack_in_recovery(&mut self, mss: usize) {
@@ -234,7 +239,7 @@ impl CongestionControl for Cubic {
     }
 
     fn on_partial_ack(&mut self, acked: usize, mss: usize) {
-        self.cwnd = self.cwnd.saturating_sub(acked).max(mss) + if acked >= mss { mss } else { 0 };
+        self.cwnd = deflate_on_partial_ack(self.cwnd, acked, mss);
     }
 
     fn on_dup_ack_in_recovery(&mut self, mss: usize) {
