@@ -28,7 +28,7 @@ pub fn tcpfront_bin() -> PathBuf {
     }
 }
 
-/// A child process killed (SIGKILL) and reaped on drop.
+/// A child process stopped (SIGTERM, then SIGKILL) and reaped on drop.
 pub struct ChildGuard {
     pub child: Child,
     pub name: String,
@@ -72,6 +72,16 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            // SIGTERM first: a master process (nginx, HAProxy) then stops its workers, which
+            // a SIGKILL of the master would leave running. SIGKILL if it lingers.
+            self.signal(libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
