@@ -779,3 +779,65 @@ fn a_shared_cookie_secret_is_checked_installed_alike_and_reread() -> anyhow::Res
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// The unit's `CapabilityBoundingSet` is enough: tcpfront runs with exactly that bounding set
+/// (as systemd would apply it) and serves a connection.
+#[test]
+fn the_units_capabilities_are_enough_to_serve() -> anyhow::Result<()> {
+    let _serial = serial();
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../dist/tcpfront.service"
+    ))?;
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .context("the unit has no CapabilityBoundingSet")?
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let bounding = format!("-all,{}", caps.join(","));
+    let lab = Lab::unique(Some(&tcpfront_bin()))?;
+    let dir = tempdir("caps")?;
+    let log_path = dir.join("tcpfront.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut args = vec![
+        "--netns".to_string(),
+        lab.names.front_ns.clone(),
+        "run".into(),
+        "--iface".into(),
+        lab.names.front_if.clone(),
+        "--echo".into(),
+    ];
+    args.extend(listen_args());
+    let mut proc = ChildGuard::spawn(
+        "tcpfront",
+        Command::new("setpriv")
+            .arg(format!("--bounding-set={bounding}"))
+            .arg("--inh-caps=-all")
+            .arg(tcpfront_bin())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log_path)?.contains("attached to ") {
+        if let Some(status) = proc.child.try_wait()? {
+            bail!(
+                "tcpfront with only {bounding} exited ({status}):\n{}",
+                std::fs::read_to_string(&log_path)?
+            );
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "tcpfront did not start with {bounding}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(echo_once(&lab, b"capable\n")?);
+    proc.signal(libc::SIGTERM);
+    ensure!(proc.wait_timeout(Duration::from_secs(20))?.success());
+    lab.assert_nothing_left()?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
