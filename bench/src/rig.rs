@@ -8,7 +8,7 @@ use std::{fmt::Write as _, net::IpAddr, process::Command, time::Duration};
 use anyhow::{Context as _, bail};
 use tcpfront_tests::{
     lab::{self, Lab},
-    netns::{command_in, run, run_in},
+    netns::{command_in, nft, run, run_in},
     process::Tcpfront,
     rawsock::mac_of,
 };
@@ -301,30 +301,6 @@ fn synproxy_rules() -> String {
         );
     }
     s
-}
-
-pub fn nft(ns: &str, script: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut child = command_in(ns, "nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("running nft")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "nft failed ({}): {} on:\n{script}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 /// A `/proc/net/netstat` counter of namespace `ns` (read from a thread inside it).

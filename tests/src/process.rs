@@ -242,3 +242,22 @@ pub fn spawn_backend(
     }
     Ok(g)
 }
+
+/// A connection to `addr` from namespace `ns`, and the first line the far end sent (a
+/// `tf-test-backend` says its name).
+pub fn connect_and_greet(
+    ns: &str,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<(std::net::TcpStream, String)> {
+    use std::io::BufRead as _;
+    crate::netns::run_in(ns, move || {
+        let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("connect {addr}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut line = String::new();
+        std::io::BufReader::new(&s)
+            .read_line(&mut line)
+            .with_context(|| format!("reading the backend's name through {addr}"))?;
+        Ok((s, line.trim().to_string()))
+    })
+}

@@ -3,7 +3,7 @@
 //! HAProxy and a real nginx, and a reload on SIGHUP that keeps open connections.
 
 use std::{
-    io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _},
+    io::{ErrorKind, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     process::Stdio,
     time::{Duration, Instant},
@@ -14,7 +14,7 @@ use serde_json::Value;
 use tcpfront_tests::{
     lab::Lab,
     netns::{command_in, run_in, spawn_in},
-    process::{ChildGuard, Tcpfront, spawn_backend, tcpfront_bin},
+    process::{ChildGuard, Tcpfront, connect_and_greet, spawn_backend, tcpfront_bin},
 };
 
 const PORT: u16 = 8080;
@@ -45,17 +45,10 @@ fn kill(b: &mut ChildGuard) -> anyhow::Result<()> {
 
 /// A client connection through tcpfront: returns it and the first line its backend sent.
 fn connect(lab: &Lab, v6: bool, port: u16) -> anyhow::Result<(TcpStream, String)> {
-    let addr = SocketAddr::new(lab.front_addr(v6), port);
-    run_in(&lab.names.client_ns, move || {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .with_context(|| format!("connect {addr}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut line = String::new();
-        BufReader::new(&s)
-            .read_line(&mut line)
-            .with_context(|| format!("reading the backend's name through {addr}"))?;
-        Ok((s, line.trim().to_string()))
-    })
+    connect_and_greet(
+        &lab.names.client_ns,
+        SocketAddr::new(lab.front_addr(v6), port),
+    )
 }
 
 /// Backends of `n` new connections (each closed at once).

@@ -2,7 +2,7 @@
 //! announcing the same VIP through their own BIRD, sharing one cookie secret.
 
 use std::{
-    io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _},
+    io::{ErrorKind, Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpStream},
     path::Path,
     time::{Duration, Instant},
@@ -18,7 +18,7 @@ use tcpfront::wire::{
 use tcpfront_tests::{
     fleet::{Fleet, NODE_ADDRS, VIP},
     netns::run_in,
-    process::{ChildGuard, Tcpfront},
+    process::{ChildGuard, Tcpfront, connect_and_greet},
     rawsock::{PacketSocket, mac_of},
 };
 
@@ -42,17 +42,7 @@ fn backend(fleet: &Fleet, i: usize) -> anyhow::Result<ChildGuard> {
 
 /// A connection to the VIP from the client: the node that answered, and the stream.
 fn connect(fleet: &Fleet) -> anyhow::Result<(TcpStream, String)> {
-    let addr = SocketAddr::new(VIP.parse()?, PORT);
-    run_in(&fleet.client_ns, move || {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .with_context(|| format!("connect {addr}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut line = String::new();
-        BufReader::new(&s)
-            .read_line(&mut line)
-            .with_context(|| format!("reading the node's name through {addr}"))?;
-        Ok((s, line.trim().to_string()))
-    })
+    connect_and_greet(&fleet.client_ns, SocketAddr::new(VIP.parse()?, PORT))
 }
 
 /// One echoed line through an open connection.

@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 use tcpfront_tests::{
     lab::Lab,
-    netns::{command_in, run_in, spawn_in},
+    netns::{command_in, nft, run_in, spawn_in},
     process::{ChildGuard, Tcpfront, tcpfront_bin},
 };
 
@@ -38,6 +38,20 @@ fn listen_args() -> Vec<String> {
         "--listen".into(),
         format!("[::]:{PORT}"),
     ]
+}
+
+/// `tcpfront --netns … run --iface … --echo --listen …` for a process the test spawns itself.
+fn echo_run_args(lab: &Lab) -> Vec<String> {
+    let mut args = vec![
+        "--netns".to_string(),
+        lab.names.front_ns.clone(),
+        "run".into(),
+        "--iface".into(),
+        lab.names.front_if.clone(),
+        "--echo".into(),
+    ];
+    args.extend(listen_args());
+    args
 }
 
 fn start(lab: &Lab, extra: &[&str]) -> anyhow::Result<Tcpfront> {
@@ -457,17 +471,7 @@ impl NftRule {
             "table inet {table} {{\n  chain c {{\n    type filter hook {hook} priority 0;\n    \
              {rule} counter drop\n  }}\n}}\n"
         );
-        let mut child = command_in(ns, "nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .context("running nft")?;
-        child
-            .stdin
-            .take()
-            .context("nft stdin")?
-            .write_all(script.as_bytes())?;
-        ensure!(child.wait()?.success(), "nft refused {script}");
+        nft(ns, &script)?;
         Ok(Self {
             ns: ns.into(),
             table,
@@ -611,15 +615,7 @@ fn a_stop_during_start_up_is_prompt_and_leaves_nothing() -> anyhow::Result<()> {
     let lab = Lab::unique(Some(&tcpfront_bin()))?;
     // From before the program is loaded to after it serves (start-up takes ~0.3-0.6 s here).
     for delay_ms in [0u64, 30, 100, 200, 300, 450, 700, 1200] {
-        let mut args = vec![
-            "--netns".to_string(),
-            lab.names.front_ns.clone(),
-            "run".into(),
-            "--iface".into(),
-            lab.names.front_if.clone(),
-            "--echo".into(),
-        ];
-        args.extend(listen_args());
+        let args = echo_run_args(&lab);
         let mut proc = ChildGuard::spawn(
             "tcpfront",
             Command::new(tcpfront_bin())
@@ -801,15 +797,7 @@ fn the_units_capabilities_are_enough_to_serve() -> anyhow::Result<()> {
     let dir = tempdir("caps")?;
     let log_path = dir.join("tcpfront.log");
     let log = std::fs::File::create(&log_path)?;
-    let mut args = vec![
-        "--netns".to_string(),
-        lab.names.front_ns.clone(),
-        "run".into(),
-        "--iface".into(),
-        lab.names.front_if.clone(),
-        "--echo".into(),
-    ];
-    args.extend(listen_args());
+    let args = echo_run_args(&lab);
     let mut proc = ChildGuard::spawn(
         "tcpfront",
         Command::new("setpriv")

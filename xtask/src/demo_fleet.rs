@@ -4,16 +4,16 @@
 //! killed, leaves the fleet on its own.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
+    io::{Read as _, Write as _},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use tcpfront_tests::{
     fleet::{Fleet, NODE_ADDRS, VIP},
-    netns::{command_in, run_in},
-    process::Tcpfront,
+    netns::command_in,
+    process::{Tcpfront, connect_and_greet},
 };
 
 use crate::{build, setup, util};
@@ -24,17 +24,11 @@ fn step(text: &str) {
 
 /// Who answers a new connection to the VIP.
 fn who(fleet: &Fleet) -> anyhow::Result<String> {
-    let addr = SocketAddr::new(VIP.parse()?, 80);
-    run_in(&fleet.client_ns, move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut line = String::new();
-        BufReader::new(&s).read_line(&mut line)?;
-        s.write_all(b"bye\n")?;
-        let mut back = [0u8; 4];
-        s.read_exact(&mut back)?;
-        Ok(line.trim().to_string())
-    })
+    let (mut s, name) = connect_and_greet(&fleet.client_ns, SocketAddr::new(VIP.parse()?, 80))?;
+    s.write_all(b"bye\n")?;
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back)?;
+    Ok(name)
 }
 
 fn spread(fleet: &Fleet, n: usize) -> anyhow::Result<String> {
