@@ -25,6 +25,7 @@ pub fn names() -> LabNames {
         front_ns: "tfb-front".into(),
         client_if: "tfb-c0".into(),
         front_if: "tfb-f0".into(),
+        wan: None,
     }
 }
 
@@ -192,34 +193,7 @@ pub fn request(addr: SocketAddr, timeout: Duration) -> anyhow::Result<Duration> 
     Ok(connect)
 }
 
-/// Pins the calling thread to one CPU.
-pub fn pin_current_thread(cpu: usize) -> anyhow::Result<()> {
-    pin_task(0, cpu)
-}
-
-fn pin_task(tid: libc::pid_t, cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: a zeroed cpu_set_t with one bit set, passed with its size.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("pinning {tid} to CPU {cpu}"));
-    }
-    Ok(())
-}
-
-/// Pins every thread of process `pid` to `cpu` (threads it starts later inherit it).
-pub fn pin_process(pid: u32, cpu: usize) -> anyhow::Result<()> {
-    let dir = format!("/proc/{pid}/task");
-    for t in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
-        let tid: libc::pid_t = t?.file_name().to_string_lossy().parse()?;
-        pin_task(tid, cpu)?;
-    }
-    Ok(())
-}
+pub use tcpfront_tests::netns::{pin_process, pin_task, pin_thread as pin_current_thread};
 
 /// Threads whose name starts with `prefix` (kernel threads included).
 pub fn threads_named(prefix: &str) -> Vec<u32> {

@@ -27,6 +27,18 @@ pub struct LabNames {
     pub front_ns: String,
     pub client_if: String,
     pub front_if: String,
+    /// A middle namespace emulating a WAN path between the two (see [`crate::wan`]); without
+    /// it the two ends share one veth pair.
+    pub wan: Option<WanNames>,
+}
+
+/// The middle namespace of a WAN lab and its two veths: `client_side` is the client's peer,
+/// `front_side` the front-end's.
+#[derive(Clone, Debug)]
+pub struct WanNames {
+    pub ns: String,
+    pub client_side: String,
+    pub front_side: String,
 }
 
 impl LabNames {
@@ -37,7 +49,20 @@ impl LabNames {
             front_ns: "tf-front".into(),
             client_if: "tf-c0".into(),
             front_if: "tf-f0".into(),
+            wan: None,
         }
+    }
+
+    /// The same lab with a WAN emulator's namespace in the middle, named after the front
+    /// end's (`<front_ns>-wan`, `<front_if>a`, `<front_if>b`; interface names must stay
+    /// within 15 characters).
+    pub fn with_wan(mut self) -> Self {
+        self.wan = Some(WanNames {
+            ns: format!("{}-wan", self.front_ns),
+            client_side: format!("{}a", self.front_if),
+            front_side: format!("{}b", self.front_if),
+        });
+        self
     }
 
     /// Names no other lab of this or another running test process uses.
@@ -51,6 +76,7 @@ impl LabNames {
             // IFNAMSIZ: at most 15 characters.
             client_if: format!("tc{pid}x{n}"),
             front_if: format!("tf{pid}x{n}"),
+            wan: None,
         }
     }
 }
@@ -92,32 +118,46 @@ impl Lab {
         let n = &self.names;
         ip(&["netns", "add", &n.client_ns])?;
         ip(&["netns", "add", &n.front_ns])?;
-        ip(&[
-            "link",
-            "add",
-            &n.client_if,
-            "netns",
-            &n.client_ns,
-            "mtu",
-            "1500",
-            "numtxqueues",
-            &queues.to_string(),
-            "numrxqueues",
-            &queues.to_string(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &n.front_if,
-            "netns",
-            &n.front_ns,
-            "mtu",
-            "1500",
-            "numtxqueues",
-            &queues.to_string(),
-            "numrxqueues",
-            &queues.to_string(),
-        ])?;
+        match &n.wan {
+            None => veth_pair(&n.client_ns, &n.client_if, &n.front_ns, &n.front_if, queues)?,
+            Some(w) => {
+                ip(&["netns", "add", &w.ns])?;
+                // The middle carries frames only: no addresses, no IPv6 chatter of its own.
+                netns::run(netns::command_in(&w.ns, "sysctl").args([
+                    "-qw",
+                    "net.ipv6.conf.default.disable_ipv6=1",
+                    "net.ipv6.conf.all.disable_ipv6=1",
+                ]))?;
+                veth_pair(&n.client_ns, &n.client_if, &w.ns, &w.client_side, queues)?;
+                veth_pair(&w.ns, &w.front_side, &n.front_ns, &n.front_if, queues)?;
+                for ifname in [&w.client_side, &w.front_side] {
+                    // Frames stay frames: no GRO merging them on the way in.
+                    netns::run(
+                        netns::command_in(&w.ns, "ethtool").args(["-K", ifname, "gro", "off"]),
+                    )?;
+                    ip(&["-n", &w.ns, "link", "set", ifname, "up"])?;
+                }
+                // The front end's kernel sends wire-size frames with full checksums, as the
+                // client's does (below): the emulator carries frames, not offload metadata.
+                netns::run(netns::command_in(&n.front_ns, "ethtool").args([
+                    "-K",
+                    &n.front_if,
+                    "tx",
+                    "off",
+                ]))?;
+                if let Some(bin) = tcpfront {
+                    // tcpfront's XDP_TX frames reach the middle only through an XDP program.
+                    netns::run(std::process::Command::new(bin).args([
+                        "--netns",
+                        &w.ns,
+                        "peer",
+                        "attach",
+                        "--iface",
+                        &w.front_side,
+                    ]))?;
+                }
+            }
+        }
         // veth delivers a frame to the peer's RX queue of the sender's TX queue, which the
         // kernel picks from the socket's hash; by default it re-draws that hash on a
         // retransmission timeout (and on some duplicates), moving a live connection to another
@@ -151,7 +191,9 @@ impl Lab {
             "tx",
             "off",
         ]))?;
-        if let Some(bin) = tcpfront {
+        if let Some(bin) = tcpfront
+            && n.wan.is_none()
+        {
             netns::run(std::process::Command::new(bin).args([
                 "--netns",
                 &n.client_ns,
@@ -222,9 +264,44 @@ impl Drop for Lab {
     }
 }
 
+/// A veth pair between two namespaces, MTU 1500, `queues` RX and TX queues on each end.
+fn veth_pair(ns_a: &str, if_a: &str, ns_b: &str, if_b: &str, queues: u32) -> anyhow::Result<()> {
+    let q = queues.to_string();
+    ip(&[
+        "link",
+        "add",
+        if_a,
+        "netns",
+        ns_a,
+        "mtu",
+        "1500",
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        if_b,
+        "netns",
+        ns_b,
+        "mtu",
+        "1500",
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+    ])
+}
+
 /// Tears down a lab by its names, ignoring parts that do not exist.
 pub fn destroy(n: &LabNames) {
     let _ = std::fs::remove_file(Path::new("/sys/fs/bpf/tcpfront-peer").join(&n.client_if));
+    if let Some(w) = &n.wan {
+        let _ = std::fs::remove_file(Path::new("/sys/fs/bpf/tcpfront-peer").join(&w.front_side));
+        let _ = ip(&["netns", "del", &w.ns]);
+    }
     let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/tcpfront").join(&n.front_if));
     for ext in ["sock", "lock"] {
         let _ = std::fs::remove_file(format!("/run/tcpfront/{}.{ext}", n.front_if));

@@ -7,3 +7,4 @@ pub mod netns;
 pub mod pcap;
 pub mod process;
 pub mod rawsock;
+pub mod wan;

@@ -28,6 +28,7 @@ pub fn names() -> LabNames {
         front_ns: "tfd-front".into(),
         client_if: "tfd-c0".into(),
         front_if: "tfd-f0".into(),
+        wan: None,
     }
 }
 
