@@ -99,13 +99,14 @@ impl Line {
             return Verdict::Lost;
         }
         let mut sent = now;
-        if s.rate_bps > 0 {
+        if let Some(serialisation) =
+            (len as u64 * 8).saturating_mul(1_000_000_000).checked_div(s.rate_bps)
+        {
             let start = self.busy_until.max(now);
             if start - now > nanos(s.queue) {
                 self.stats.queue_full += 1;
                 return Verdict::QueueFull;
             }
-            let serialisation = (len as u64 * 8).saturating_mul(1_000_000_000) / s.rate_bps;
             self.busy_until = start + serialisation;
             sent = self.busy_until;
         }

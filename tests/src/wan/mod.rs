@@ -50,7 +50,7 @@ impl Default for Profile {
             queue: None,
             loss_ppm: 0,
             reorder_ppm: 0,
-            seed: 0x7761_6e,
+            seed: 0x0077_616e,
         }
     }
 }
