@@ -131,3 +131,106 @@ where
         .map_err(err)?;
     Ok(())
 }
+
+/// One group of bars: a value per series.
+pub struct BarGroup {
+    pub label: String,
+    pub values: Vec<f64>,
+}
+
+/// `base`.png and `base`.svg: grouped bars (one colour per series), with an optional
+/// horizontal reference line (a rate limit).
+pub fn bars(
+    base: &Path,
+    title: &str,
+    y_desc: &str,
+    series: &[String],
+    groups: &[BarGroup],
+    reference: Option<f64>,
+) -> anyhow::Result<()> {
+    let size = (1600, 620);
+    {
+        let png = base.with_extension("png");
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        draw_bars(&root, title, y_desc, series, groups, reference)?;
+        root.present().map_err(err)?;
+    }
+    let svg = base.with_extension("svg");
+    let root = SVGBackend::new(&svg, size).into_drawing_area();
+    draw_bars(&root, title, y_desc, series, groups, reference)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn draw_bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    y_desc: &str,
+    series: &[String],
+    groups: &[BarGroup],
+    reference: Option<f64>,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(err)?;
+    let max_y = groups
+        .iter()
+        .flat_map(|g| g.values.iter().copied())
+        .chain(reference)
+        .fold(1.0, f64::max)
+        * 1.15;
+    let n = groups.len().max(1);
+    let mut c = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(70)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..n as f64, 0.0..max_y)
+        .map_err(err)?;
+    let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            // Only the label at each group's centre.
+            if (x - i as f64 - 0.5).abs() < 0.01 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_label_style(("sans-serif", 13))
+        .y_desc(y_desc)
+        .draw()
+        .map_err(err)?;
+    let width = 0.8 / series.len().max(1) as f64;
+    for (s, name) in series.iter().enumerate() {
+        let color = COLORS[s % COLORS.len()];
+        c.draw_series(groups.iter().enumerate().filter_map(|(i, g)| {
+            let v = *g.values.get(s)?;
+            let x0 = i as f64 + 0.1 + s as f64 * width;
+            Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], color.filled()))
+        }))
+        .map_err(err)?
+        .label(name.clone())
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
+    }
+    if let Some(r) = reference {
+        c.draw_series(LineSeries::new(
+            [(0.0, r), (n as f64, r)],
+            ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(1),
+        ))
+        .map_err(err)?
+        .label("rate limit")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.5)));
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}

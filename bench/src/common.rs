@@ -36,6 +36,14 @@ pub fn lab(tcpfront: Option<&std::path::Path>, queues: u32) -> anyhow::Result<La
     Lab::create(names(), false, tcpfront, queues)
 }
 
+/// A fresh benchmark lab with the WAN emulator's namespace between client and front end
+/// (see [`tcpfront_tests::wan`]), `queues` queues on every veth end.
+pub fn wan_lab(tcpfront: &std::path::Path, queues: u32) -> anyhow::Result<Lab> {
+    let names = names().with_wan();
+    lab::destroy(&names);
+    Lab::create(names, false, Some(tcpfront), queues)
+}
+
 /// Makes the front veth receive as a NIC's driver does: through NAPI with GRO. (veth
 /// without an XDP program hands each frame to the stack alone, with no GRO, which would
 /// charge the kernel targets per frame for what a NIC coalesces; with tcpfront's program the

@@ -13,3 +13,4 @@ pub mod sink;
 pub mod synflood;
 pub mod throughput;
 pub mod upstreams;
+pub mod wan;

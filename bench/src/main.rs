@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
-use tcpfront_bench::{idle, micro, proxies::Proxy, rig::Target, synflood, throughput, upstreams};
+use tcpfront_bench::{idle, micro, proxies::Proxy, rig::Target, synflood, throughput, upstreams, wan};
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +67,28 @@ enum Command {
         /// New connections timed per step.
         #[arg(long, default_value_t = 300)]
         probes: usize,
+    },
+    /// Bulk goodput over emulated WAN paths (RTT × loss, one bottleneck rate), uploads and
+    /// downloads of 1 and 4 streams: kernel TCP end to end, HAProxy, tcpfront.
+    Wan {
+        /// Round-trip times to emulate, in milliseconds (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "20,80")]
+        rtts_ms: Vec<u64>,
+        /// Random loss each way, in percent (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "0,0.1")]
+        loss_pct: Vec<f64>,
+        /// The path's bottleneck rate, in Mbit/s.
+        #[arg(long, default_value_t = 1000)]
+        rate_mbit: u64,
+        /// Seconds per transfer.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Parallel streams per transfer (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        streams: Vec<u32>,
+        /// Targets, in order (direct, haproxy, nginx, tcpfront).
+        #[arg(long, value_delimiter = ',', default_value = "direct,haproxy,tcpfront")]
+        targets: Vec<String>,
     },
     /// (Internal) the benchmarks' echo upstream, run in the lab by `bench idle`.
     #[command(hide = true)]
@@ -156,6 +178,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 targets,
                 quiet: Duration::from_secs(quiet_secs),
                 probes,
+            })
+        }
+        Command::Wan {
+            rtts_ms,
+            loss_pct,
+            rate_mbit,
+            duration,
+            streams,
+            targets,
+        } => {
+            if duration == 0 || rate_mbit == 0 {
+                bail!("--duration and --rate-mbit must be positive");
+            }
+            if let Some(l) = loss_pct.iter().find(|l| !(0.0..=50.0).contains(*l)) {
+                bail!("--loss-pct: {l} is not a percentage between 0 and 50");
+            }
+            if streams.contains(&0) {
+                bail!("--streams: stream counts must be positive");
+            }
+            wan::wan(&wan::Options {
+                rtts_ms,
+                losses_ppm: loss_pct.iter().map(|l| (l * 1e4).round() as u32).collect(),
+                rate_bps: rate_mbit * 1_000_000,
+                duration: Duration::from_secs(duration),
+                streams,
+                targets: proxies_named(&targets)?,
             })
         }
         Command::ServeEcho { port } => upstreams::serve_echo(port),

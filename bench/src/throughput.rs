@@ -112,7 +112,7 @@ pub fn throughput(duration: Duration, targets: &[Proxy]) -> anyhow::Result<()> {
 }
 
 /// Received bits per second of an iperf3 run from the client namespace.
-fn iperf(
+pub fn iperf(
     lab: &Lab,
     port: u16,
     streams: u32,
