@@ -211,7 +211,10 @@ where
         c.draw_series(groups.iter().enumerate().filter_map(|(i, g)| {
             let v = *g.values.get(s)?;
             let x0 = i as f64 + 0.1 + s as f64 * width;
-            Some(Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], color.filled()))
+            Some(Rectangle::new(
+                [(x0, 0.0), (x0 + width * 0.9, v)],
+                color.filled(),
+            ))
         }))
         .map_err(err)?
         .label(name.clone())

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
-use tcpfront_bench::{idle, micro, proxies::Proxy, rig::Target, synflood, throughput, upstreams, wan};
+use tcpfront_bench::{
+    idle, micro, proxies::Proxy, rig::Target, synflood, throughput, upstreams, wan,
+};
 
 #[derive(Parser)]
 #[command(

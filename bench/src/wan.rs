@@ -89,7 +89,9 @@ fn cell(lab: &Lab, o: &Options, rtt_ms: u64, loss_ppm: u32) -> anyhow::Result<Ce
     let mut rtts = udp_rtts(lab, lab::FRONT_V4.into(), 20, Duration::from_millis(10))?;
     rtts.sort_by(f64::total_cmp);
     let rtt_measured_ms = rtts.get(rtts.len() / 2).copied().unwrap_or(f64::NAN);
-    eprintln!("bench wan: path {rtt_ms} ms RTT, {loss_ppm} ppm loss: UDP echo median {rtt_measured_ms:.2} ms");
+    eprintln!(
+        "bench wan: path {rtt_ms} ms RTT, {loss_ppm} ppm loss: UDP echo median {rtt_measured_ms:.2} ms"
+    );
     let mut runs: Vec<Run> = [false, true]
         .into_iter()
         .flat_map(|download| {
@@ -189,7 +191,11 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
             if compare {
                 let tf = r.get(Proxy::Tcpfront).unwrap_or(0.0);
                 if o.targets.contains(&Proxy::Haproxy) {
-                    let _ = write!(t, " {:>11}", ratio(tf, r.get(Proxy::Haproxy).unwrap_or(0.0)));
+                    let _ = write!(
+                        t,
+                        " {:>11}",
+                        ratio(tf, r.get(Proxy::Haproxy).unwrap_or(0.0))
+                    );
                 }
                 if o.targets.contains(&Proxy::Direct) {
                     let _ = write!(t, " {:>11}", ratio(tf, r.get(Proxy::Direct).unwrap_or(0.0)));
@@ -226,7 +232,10 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(base.with_extension("json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(
+        base.with_extension("json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
     let groups: Vec<chart::BarGroup> = cells
         .iter()
         .flat_map(|c| {

@@ -158,14 +158,26 @@ pub struct RunArgs {
     /// also ends the connection. Default 5s.
     #[arg(long, value_name = "DURATION")]
     pub connect_timeout: Option<String>,
-    /// Per-connection send buffer towards the client (bytes; K and M suffixes, powers of
-    /// 1024). Default 256K.
+    /// A fixed per-connection send buffer towards the client (bytes; K and M suffixes,
+    /// powers of 1024), turning its auto-tuning off. Default: auto-tuned from 256K up to
+    /// --send-buffer-max.
     #[arg(long, value_name = "SIZE")]
     pub send_buffer: Option<String>,
-    /// Per-connection receive buffer, the most tcpfront advertises in its window (bytes; K
-    /// and M suffixes). Default 256K, at most 8M (the window scale is 7).
+    /// A fixed per-connection receive buffer, the most tcpfront advertises in its window,
+    /// turning its auto-tuning off. Default: auto-tuned from 256K up to --recv-buffer-max.
     #[arg(long, value_name = "SIZE")]
     pub recv_buffer: Option<String>,
+    /// How far a connection's send buffer may grow with its congestion window. Default 16M.
+    #[arg(long, value_name = "SIZE")]
+    pub send_buffer_max: Option<String>,
+    /// How far a connection's receive buffer may grow with the rate its client sends at
+    /// (the window scale offered follows it). Default 16M.
+    #[arg(long, value_name = "SIZE")]
+    pub recv_buffer_max: Option<String>,
+    /// What all connections' buffers together may grow into beyond their 256K start sizes;
+    /// once spent, buffers stop growing. Default 1G.
+    #[arg(long, value_name = "SIZE")]
+    pub buffer_memory: Option<String>,
     /// The SYN cookies' secret: a file of at least 32 random bytes, readable by its owner
     /// only, the same on every node of a fleet (so that any node accepts another's cookies).
     /// Default: a random secret for this instance alone.

@@ -51,6 +51,9 @@ pub struct FileConfig {
     pub connect_timeout: Option<String>,
     pub send_buffer: Option<Size>,
     pub recv_buffer: Option<Size>,
+    pub send_buffer_max: Option<Size>,
+    pub recv_buffer_max: Option<Size>,
+    pub buffer_memory: Option<Size>,
     pub metrics: Option<String>,
     pub cookie_secret: Option<std::path::PathBuf>,
     pub cookie_rotate: Option<String>,
@@ -123,10 +126,10 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Buffer sizes a connection may be given: room for a few segments at least, and no more
-/// than a window scale of 7 can advertise (RFC 7323 §2.3: 65535 << 7).
+/// than a window scale of 14 can advertise (RFC 7323 §2.3), within reason.
 const MIN_BUFFER: usize = 16 << 10;
-const MAX_RECV_BUFFER: usize = 65_535 << 7;
-const MAX_SEND_BUFFER: usize = 64 << 20;
+const MAX_RECV_BUFFER: usize = 256 << 20;
+const MAX_SEND_BUFFER: usize = 256 << 20;
 
 /// Parses `262144`, `256K`, `4M` (powers of 1024; `KiB`/`MiB` also accepted).
 pub fn parse_size(s: &str) -> anyhow::Result<usize> {
@@ -162,6 +165,73 @@ fn buffer(
         );
     }
     Ok(Some(n))
+}
+
+/// Buffer sizes: `--send-buffer`/`--recv-buffer` fix a buffer's size (auto-tuning off, as
+/// SO_SNDBUF/SO_RCVBUF do in Linux); otherwise buffers start at the default and grow up to
+/// `--send-buffer-max`/`--recv-buffer-max`, all together within `--buffer-memory`. The window
+/// scale offered is what the largest receive buffer needs.
+fn buffers(args: &RunArgs, file: &FileConfig, engine: &mut EngineConfig) -> anyhow::Result<()> {
+    let size = |flag_value: &Option<String>, key: &Option<Size>| {
+        flag_value
+            .as_deref()
+            .map(parse_size)
+            .or(key.as_ref().map(Size::resolve))
+    };
+    let send = buffer(
+        "--send-buffer",
+        size(&args.send_buffer, &file.send_buffer),
+        MAX_SEND_BUFFER,
+    )?;
+    let recv = buffer(
+        "--recv-buffer",
+        size(&args.recv_buffer, &file.recv_buffer),
+        MAX_RECV_BUFFER,
+    )?;
+    let send_max = buffer(
+        "--send-buffer-max",
+        size(&args.send_buffer_max, &file.send_buffer_max),
+        MAX_SEND_BUFFER,
+    )?;
+    let recv_max = buffer(
+        "--recv-buffer-max",
+        size(&args.recv_buffer_max, &file.recv_buffer_max),
+        MAX_RECV_BUFFER,
+    )?;
+    for (fixed, max, flags) in [
+        (send, send_max, "--send-buffer and --send-buffer-max"),
+        (recv, recv_max, "--recv-buffer and --recv-buffer-max"),
+    ] {
+        if fixed.is_some() && max.is_some() {
+            bail!("{flags}: a fixed buffer size does not grow; give one or the other");
+        }
+    }
+    if let Some(n) = send {
+        (engine.send_buffer, engine.send_buffer_max) = (n, n);
+    }
+    if let Some(n) = recv {
+        (engine.recv_buffer, engine.recv_buffer_max) = (n, n);
+    }
+    if let Some(n) = send_max {
+        engine.send_buffer_max = n;
+        engine.send_buffer = engine.send_buffer.min(n);
+    }
+    if let Some(n) = recv_max {
+        engine.recv_buffer_max = n;
+        engine.recv_buffer = engine.recv_buffer.min(n);
+    }
+    if let Some(v) = size(&args.buffer_memory, &file.buffer_memory) {
+        let n = v.context("--buffer-memory")?;
+        if n < MIN_BUFFER {
+            bail!(
+                "--buffer-memory {n}: must be at least {} KiB",
+                MIN_BUFFER >> 10
+            );
+        }
+        engine.buffer_budget = std::sync::Arc::new(crate::engine::budget::BufferBudget::new(n));
+    }
+    engine.wscale = crate::engine::config::wscale_for(engine.recv_buffer_max);
+    Ok(())
 }
 
 /// A duration that must be more than zero.
@@ -328,22 +398,7 @@ impl RunSettings {
                 .or(file.connect_timeout.clone()),
         )?
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let send = args
-            .send_buffer
-            .as_deref()
-            .map(parse_size)
-            .or(file.send_buffer.as_ref().map(Size::resolve));
-        if let Some(n) = buffer("--send-buffer", send, MAX_SEND_BUFFER)? {
-            engine.send_buffer = n;
-        }
-        let recv = args
-            .recv_buffer
-            .as_deref()
-            .map(parse_size)
-            .or(file.recv_buffer.as_ref().map(Size::resolve));
-        if let Some(n) = buffer("--recv-buffer", recv, MAX_RECV_BUFFER)? {
-            engine.recv_buffer = n;
-        }
+        buffers(args, &file, &mut engine)?;
         let metrics = match (args.metrics, file.metrics.as_deref()) {
             (Some(a), _) => Some(a),
             (None, Some(a)) => Some(
@@ -391,6 +446,7 @@ impl RunSettings {
             iface,
             mode,
             fast_path: FastPathSettings {
+                wscale: engine.wscale,
                 listen,
                 syn_cookies,
                 rst_invalid_cookie,
@@ -646,10 +702,36 @@ mod tests {
         );
         assert_eq!(s.engine.fin_wait2_timeout, Duration::from_secs(5));
         assert_eq!(s.connect_timeout, Duration::from_secs(1));
+        // A fixed size: auto-tuning off for that buffer.
         assert_eq!(
             (s.engine.send_buffer, s.engine.recv_buffer),
             (1 << 20, 64 << 10)
         );
+        assert_eq!(
+            (s.engine.send_buffer_max, s.engine.recv_buffer_max),
+            (1 << 20, 64 << 10)
+        );
+        assert_eq!(s.engine.wscale, 7);
+        // Maxima: the window scale follows the receive maximum, to the XDP SYN-ACKs too.
+        let t = with(&[
+            "--recv-buffer-max",
+            "64M",
+            "--send-buffer-max",
+            "128K",
+            "--buffer-memory",
+            "256M",
+        ])
+        .unwrap();
+        assert_eq!(t.engine.recv_buffer_max, 64 << 20);
+        assert_eq!(t.engine.wscale, 11);
+        assert_eq!(t.fast_path.wscale, 11);
+        assert_eq!(
+            (t.engine.send_buffer, t.engine.send_buffer_max),
+            (128 << 10, 128 << 10)
+        );
+        assert_eq!(t.engine.buffer_budget.limit(), 256 << 20);
+        let d = with(&[]).unwrap();
+        assert_eq!((d.engine.wscale, d.fast_path.wscale), (9, 9));
         assert_eq!(
             with(&["--keepalive", "off"]).unwrap().engine.keepalive,
             None
@@ -663,7 +745,11 @@ mod tests {
         assert!(err(&["--keepalive-idle", "0s"]).contains("--keepalive-idle"));
         assert!(err(&["--keepalive", "off", "--keepalive-idle", "1s"]).contains("--keepalive off"));
         assert!(err(&["--connect-timeout", "soon"]).contains("--connect-timeout"));
-        assert!(err(&["--recv-buffer", "16M"]).contains("--recv-buffer"));
+        assert!(err(&["--recv-buffer", "512M"]).contains("--recv-buffer"));
+        assert!(
+            err(&["--recv-buffer", "1M", "--recv-buffer-max", "8M"]).contains("--recv-buffer-max")
+        );
+        assert!(err(&["--buffer-memory", "1K"]).contains("--buffer-memory"));
         assert!(err(&["--send-buffer", "1K"]).contains("--send-buffer"));
         assert!(err(&["--send-buffer", "12Q"]).contains("--send-buffer"));
     }

@@ -1,6 +1,23 @@
 //! Engine settings. Every knob a deployment may want, with the defaults a proxy wants.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use super::budget::BufferBudget;
+
+/// Default per-connection buffer maxima (Linux's `tcp_rmem`/`tcp_wmem` maxima are 6 MiB and
+/// 4 MiB; a front-end for long paths wants room for a 1 Gbit/s × 100 ms product).
+pub const DEFAULT_BUFFER_MAX: usize = 16 << 20;
+
+/// Default of the buffers' global budget.
+pub const DEFAULT_BUFFER_BUDGET: usize = 1 << 30;
+
+/// The smallest window scale shift (RFC 7323 §2.3, at most 14) whose windows reach `bytes`,
+/// and never less than 7 (what tcpfront always offered).
+pub fn wscale_for(bytes: usize) -> u8 {
+    (7..14)
+        .find(|&s| (usize::from(u16::MAX) << s) >= bytes)
+        .unwrap_or(14)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keepalive {
@@ -16,9 +33,16 @@ pub struct Keepalive {
 pub struct EngineConfig {
     /// MSS we announce (our receive side).
     pub mss: u16,
+    /// A connection's send and receive buffers start at these sizes and grow (auto-tuning,
+    /// see `tcb/autotune.rs`) up to the maxima; a maximum equal to its start size fixes it.
     pub send_buffer: usize,
     pub recv_buffer: usize,
-    /// Our window scale shift (RFC 7323 §2), offered when the peer offers one.
+    pub send_buffer_max: usize,
+    pub recv_buffer_max: usize,
+    /// What all connections' buffers together may grow into beyond their start sizes.
+    pub buffer_budget: Arc<BufferBudget>,
+    /// Our window scale shift (RFC 7323 §2), offered when the peer offers one: enough to
+    /// advertise `recv_buffer_max` (see [`wscale_for`]).
     pub wscale: u8,
     pub timestamps: bool,
     pub sack: bool,
@@ -48,7 +72,10 @@ impl Default for EngineConfig {
             mss: 1460,
             send_buffer: 256 * 1024,
             recv_buffer: 256 * 1024,
-            wscale: 7,
+            send_buffer_max: DEFAULT_BUFFER_MAX,
+            recv_buffer_max: DEFAULT_BUFFER_MAX,
+            buffer_budget: Arc::new(BufferBudget::new(DEFAULT_BUFFER_BUDGET)),
+            wscale: wscale_for(DEFAULT_BUFFER_MAX),
             timestamps: true,
             sack: true,
             msl: Duration::from_secs(30),
@@ -67,5 +94,19 @@ impl Default for EngineConfig {
             max_connections: 100_000,
             congestion: super::cc::Congestion::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_scale_reaches_the_buffer_maximum() {
+        assert_eq!(wscale_for(256 << 10), 7);
+        assert_eq!(wscale_for(65_535 << 7), 7);
+        assert_eq!(wscale_for((65_535 << 7) + 1), 8);
+        assert_eq!(wscale_for(16 << 20), 9);
+        assert_eq!(wscale_for(usize::MAX), 14);
     }
 }

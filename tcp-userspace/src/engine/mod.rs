@@ -2,6 +2,7 @@
 //! deadlines and application events out.
 
 pub mod assembler;
+pub mod budget;
 pub mod cc;
 pub mod config;
 pub mod fuzz;

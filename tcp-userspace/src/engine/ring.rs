@@ -108,6 +108,11 @@ impl ByteRing {
         self.max
     }
 
+    /// Raises the most it may hold (auto-tuning); never lowers it.
+    pub fn grow_max(&mut self, max: usize) {
+        self.max = self.max.max(max);
+    }
+
     /// Bytes allocated now.
     pub fn allocated(&self) -> usize {
         self.buf.len()

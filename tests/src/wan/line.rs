@@ -99,8 +99,9 @@ impl Line {
             return Verdict::Lost;
         }
         let mut sent = now;
-        if let Some(serialisation) =
-            (len as u64 * 8).saturating_mul(1_000_000_000).checked_div(s.rate_bps)
+        if let Some(serialisation) = (len as u64 * 8)
+            .saturating_mul(1_000_000_000)
+            .checked_div(s.rate_bps)
         {
             let start = self.busy_until.max(now);
             if start - now > nanos(s.queue) {

@@ -133,6 +133,7 @@ impl Tcb {
                 State::Established | State::FinWait1 | State::FinWait2
             )
         {
+            self.measure_receiver_rtt(seg.options.timestamps.map(|(_, ecr)| ecr), now);
             self.receive_data(seq, payload, now);
         }
 
@@ -214,6 +215,8 @@ impl Tcb {
                 self.snd_nxt = self.snd_una;
             }
             match self.recover {
+                // With SACK, output() sends what the scoreboard shows lost (recovery.rs).
+                Some(recover) if ack < recover && self.sack_ok => {}
                 Some(recover) if ack < recover => {
                     // RFC 6582 §3.2 (5): partial ACK, retransmit the next hole at once.
                     self.cc.on_partial_ack(acked, mss);
@@ -223,7 +226,10 @@ impl Tcb {
                     self.recover = None;
                     self.cc.on_recovery_exit();
                 }
-                None => self.cc.on_ack(acked, mss, now, self.rtt.srtt()),
+                None => {
+                    self.cc.on_ack(acked, mss, now, self.rtt.srtt());
+                    self.tune_send_buffer();
+                }
             }
             self.dup_acks = 0;
             self.retransmit_count = 0;
@@ -244,10 +250,8 @@ impl Tcb {
             // RFC 5681 §2 duplicate ACK.
             self.dup_acks += 1;
             if self.dup_acks == 3 && self.recover.is_none() {
-                self.recover = Some(self.snd_max);
-                self.cc.on_fast_retransmit(in_flight, mss, now);
-                self.fast_retransmit(now);
-            } else if self.dup_acks > 3 && self.recover.is_some() {
+                self.enter_recovery(in_flight, now);
+            } else if self.dup_acks > 3 && self.recover.is_some() && !self.sack_ok {
                 self.cc.on_dup_ack_in_recovery(mss);
             }
         }
@@ -261,9 +265,7 @@ impl Tcb {
             && in_flight > 0
             && self.sacked_bytes() >= 3 * mss
         {
-            self.recover = Some(self.snd_max);
-            self.cc.on_fast_retransmit(in_flight, mss, now);
-            self.fast_retransmit(now);
+            self.enter_recovery(in_flight, now);
         }
 
         // Window update (RFC 9293 §3.10.7.4, fifth, ESTABLISHED).
@@ -284,6 +286,18 @@ impl Tcb {
             State::Closing if fin_acked => self.set_state(State::TimeWait, now),
             State::LastAck if fin_acked => self.set_state(State::Closed, now),
             _ => {}
+        }
+    }
+
+    /// Fast retransmit and recovery (RFC 5681 §3.2): the window is reduced; with SACK the
+    /// holes go out from `output` (RFC 6675), without, the first one now (RFC 6582).
+    fn enter_recovery(&mut self, in_flight: usize, now: Instant) {
+        self.recover = Some(self.snd_max);
+        self.cc.on_fast_retransmit(in_flight, self.snd_mss, now);
+        if self.sack_ok {
+            self.enter_sack_recovery();
+        } else {
+            self.fast_retransmit(now);
         }
     }
 
@@ -368,6 +382,7 @@ impl Tcb {
             self.stats.bytes_in += n as u64;
         }
         self.events.push(Event::Readable);
+        self.tune_receive_buffer(now);
         if let Some(fin) = self.peer_fin
             && fin == self.rcv_nxt
         {

@@ -1,8 +1,10 @@
 //! One connection's transmission control block (RFC 9293 §3.3.1) and its state machine:
 //! segments and a clock in, segments and events out. No sockets, no threads, no wall clock.
 
+mod autotune;
 mod input;
 mod output;
+mod recovery;
 mod timers;
 
 use std::{net::SocketAddr, time::Duration};
@@ -227,6 +229,8 @@ pub struct Tcb {
     /// Ranges above `snd_una` the peer reported holding (RFC 2018 scoreboard), sorted,
     /// disjoint; retransmissions skip them.
     pub(crate) sacked: Vec<(SeqNum, SeqNum)>,
+    /// SACK recovery: the end of the last hole retransmitted (RFC 6675 HighRxt).
+    pub(crate) high_rxt: SeqNum,
 
     // Timers (absolute deadlines).
     pub(crate) rtx_at: Option<Instant>,
@@ -251,6 +255,19 @@ pub struct Tcb {
     pub(crate) in_batch: bool,
     /// RCV.NXT when the last ACK went out: how much an ACK held for the batch covers.
     pub(crate) rcv_nxt_acked: SeqNum,
+
+    // Buffer auto-tuning (autotune.rs).
+    /// Bytes the buffers took from the global budget beyond their start sizes.
+    pub(crate) budget_taken: usize,
+    /// The most in-order data that arrived within one round trip so far.
+    pub(crate) rcv_space: usize,
+    /// (RCV.NXT, time) when the current round trip's measurement began.
+    pub(crate) rcv_space_start: Option<(SeqNum, Instant)>,
+    /// Receiver-side RTT estimate.
+    pub(crate) rcv_rtt: Option<Duration>,
+    /// Without timestamps: (right edge of the window advertised, when), timing how long the
+    /// peer takes to fill it.
+    pub(crate) rcv_rtt_probe: Option<(SeqNum, Instant)>,
 
     pub(crate) outbox: Vec<OutSegment>,
     pub(crate) events: Vec<Event>,
@@ -308,6 +325,7 @@ impl Tcb {
             recover: None,
             retransmit_count: 0,
             sacked: Vec::new(),
+            high_rxt: iss,
             rtx_at: None,
             persist_at: None,
             persist_backoff: 0,
@@ -322,6 +340,11 @@ impl Tcb {
             ack_at_batch_end: false,
             in_batch: false,
             rcv_nxt_acked: SeqNum(0),
+            budget_taken: 0,
+            rcv_space: 10 * usize::from(cfg.mss),
+            rcv_space_start: None,
+            rcv_rtt: None,
+            rcv_rtt_probe: None,
             outbox: Vec::new(),
             events: Vec::new(),
             stats: TcbStats::default(),
@@ -443,6 +466,7 @@ impl Tcb {
                 // RFC 9293 §3.10.7.4: 2·MSL, no other timers. Nothing is left to send or
                 // read: the buffers go, so that TIME-WAIT costs only the TCB.
                 self.release_buffers();
+                self.return_budget();
                 self.rtx_at = None;
                 self.persist_at = None;
                 self.keepalive_at = None;
@@ -450,6 +474,7 @@ impl Tcb {
                 self.time_wait_at = Some(now + self.cfg.msl * 2);
             }
             State::Closed => {
+                self.return_budget();
                 self.rtx_at = None;
                 self.persist_at = None;
                 self.delack_at = None;

@@ -10,7 +10,7 @@ impl Tcb {
     /// Our receive window: buffer space not yet taken by unread data. (Out-of-order data
     /// lies inside the window, at its place in the buffer: it takes no extra room.)
     pub(crate) fn rcv_window(&self) -> usize {
-        self.cfg.recv_buffer.saturating_sub(self.rcv_buf.len())
+        self.rcv_buf.free()
     }
 
     /// Payload that fits in one segment: the MSS less the options every segment carries
@@ -157,6 +157,10 @@ impl Tcb {
 
     /// Sends segments while the send and congestion windows have room.
     fn fill_window(&mut self, now: Instant) {
+        if self.in_sack_recovery() {
+            self.sack_recovery_output(now);
+            return;
+        }
         loop {
             // Retransmitting after a timeout: skip what the peer SACKed (RFC 2018, RFC 6675's
             // idea without its full pipe accounting).
@@ -204,7 +208,7 @@ impl Tcb {
     }
 
     /// One segment: `n` bytes from buffer offset `sent` (at `snd_nxt`), plus FIN if `fin`.
-    fn send_data(&mut self, sent: usize, n: usize, fin: bool, now: Instant) {
+    pub(crate) fn send_data(&mut self, sent: usize, n: usize, fin: bool, now: Instant) {
         // The bytes stay in the send buffer until the segment is put in a frame.
         let payload = OutPayload::Send {
             seq: self.snd_buf_seq + sent,
@@ -268,7 +272,7 @@ impl Tcb {
         let wnd = self
             .rcv_window()
             .min(usize::from(u16::MAX) << self.rcv_wscale);
-        let step = (2 * usize::from(self.cfg.mss)).min(self.cfg.recv_buffer / 2);
+        let step = (2 * usize::from(self.cfg.mss)).min(self.rcv_buf.max() / 2);
         if wnd >= advertised + step {
             self.send_ack(now);
         }

@@ -1,6 +1,6 @@
 //! Crafted segments in, exact segments out (in the style of smoltcp's socket tests).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use super::*;
 use crate::{
@@ -126,14 +126,14 @@ fn active_open_three_way_handshake() {
     assert_eq!(tcb.state(), State::SynSent);
     let s = sent_one(&mut tcb);
     assert_seg(&s, SYN, ISS, 0, b"");
-    assert_eq!(s.options.wscale, Some(7));
+    assert_eq!(s.options.wscale, Some(cfg().wscale));
     let mut synack = seg(SYN | ACK, IRS, ISS + 1, b"");
     synack.options.wscale = Some(3);
     synack.window = 1000;
     tcb.on_segment(&synack, t(20));
     assert_eq!(tcb.state(), State::Established);
     assert_seg(&sent_one(&mut tcb), ACK, ISS + 1, IRS + 1, b"");
-    assert_eq!(tcb.wscale(), (3, 7));
+    assert_eq!(tcb.wscale(), (3, cfg().wscale));
     assert_eq!(tcb.snd_wnd(), 1000, "the SYN-ACK's window is not scaled");
     assert!(tcb.srtt().is_some(), "the handshake gives an RTT sample");
     // Later windows are scaled by the peer's shift.
@@ -601,4 +601,178 @@ fn retransmission_after_timeout_skips_sacked_data() {
     let seqs: Vec<u32> = out.iter().map(|s| s.seq).collect();
     // The window allows one more segment: segment 2, not the SACKed segment 1.
     assert_eq!(seqs, vec![ISS + 1 + 2800], "{out:#?}");
+}
+
+/// A peer that sends as fast as our window lets it, up to `rate` bytes per round trip of
+/// 10 ms, for `rounds` round trips, while the application reads everything at once; returns
+/// the window we advertised after each round.
+fn window_limited_upload(tcb: &mut Tcb, rate: usize, rounds: u64) -> Vec<usize> {
+    let mut seq = IRS + 1;
+    let payload = [7u8; 1400];
+    let mut windows = Vec::new();
+    for round in 0..rounds {
+        let now = 10 + round * 10;
+        let mut budget = tcb.rcv_wnd().min(rate);
+        while budget >= payload.len() {
+            tcb.on_segment(&seg(ACK, seq, ISS + 1, &payload), t(now));
+            seq = seq.wrapping_add(payload.len() as u32);
+            budget -= payload.len();
+            // The relay writes it upstream at once.
+            let n = tcb.recv_available();
+            tcb.recv_consume(n, t(now));
+        }
+        tcb.take_outgoing();
+        windows.push(tcb.rcv_wnd());
+    }
+    windows
+}
+
+#[test]
+fn the_receive_window_grows_with_what_arrives_per_round_trip() {
+    let mut tcb = established();
+    assert_eq!(tcb.rcv_wnd(), 256 << 10);
+    // 4 MB per 10 ms round trip (3.2 Gbit/s): the window must pass that product.
+    let windows = window_limited_upload(&mut tcb, 4 << 20, 20);
+    assert!(
+        windows.windows(2).all(|w| w[1] >= w[0]),
+        "never shrinks: {windows:?}"
+    );
+    let last = *windows.last().unwrap();
+    assert!(
+        last >= 4 << 20,
+        "window {last} after 20 round trips: {windows:?}"
+    );
+    assert!(last <= tcb.cfg.recv_buffer_max);
+    // At rest (everything read) nothing stays allocated, however large the window.
+    assert_eq!(tcb.buffer_memory(), 0);
+}
+
+#[test]
+fn the_receive_window_stops_growing_once_ahead_of_a_steady_sender() {
+    let mut tcb = established();
+    // 100 KB per round trip.
+    let windows = window_limited_upload(&mut tcb, 100_000, 30);
+    let settled = windows[10];
+    assert!(windows[10..].iter().all(|&w| w == settled), "{windows:?}");
+    assert!(settled <= 16 * 100_000, "{windows:?}");
+}
+
+#[test]
+fn buffers_grow_within_the_global_budget_and_give_it_back() {
+    let budget = Arc::new(crate::engine::budget::BufferBudget::new(1 << 20));
+    let cfg = EngineConfig {
+        buffer_budget: budget.clone(),
+        ..cfg()
+    };
+    let (l, r) = addrs();
+    let mut tcb = Tcb::accept(&cfg, l, r, ISS, &syn(), t(0));
+    tcb.take_outgoing();
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
+    let windows = window_limited_upload(&mut tcb, 8 << 20, 20);
+    let last = *windows.last().unwrap();
+    assert_eq!(
+        last,
+        (256 << 10) + (1 << 20),
+        "grew by the whole budget and no more"
+    );
+    assert_eq!(budget.used(), 1 << 20);
+    // A second connection finds the budget spent: it keeps its start size.
+    let mut other = Tcb::accept(&cfg, l, "10.0.0.3:1".parse().unwrap(), ISS, &syn(), t(0));
+    other.take_outgoing();
+    other.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
+    let w = window_limited_upload(&mut other, 8 << 20, 20);
+    assert_eq!(*w.last().unwrap(), 256 << 10);
+    // The first one ends: its share returns.
+    tcb.abort(t(500));
+    assert_eq!(budget.used(), 0);
+    drop(tcb);
+    assert_eq!(budget.used(), 0);
+}
+
+#[test]
+fn the_send_buffer_follows_the_congestion_window() {
+    let mut tcb = established();
+    // The peer's window is large (scale 7: 64000 << 7 ≈ 8 MB).
+    tcb.snd_wscale = 7;
+    let chunk = vec![1u8; 64 << 10];
+    let mut ack = ISS + 1;
+    let mut max_seen = 0;
+    for round in 0..12u64 {
+        let now = 20 + round * 10;
+        // The relay fills whatever room the send buffer has.
+        while tcb.send_capacity() > 0 {
+            let n = tcb.send(&chunk[..chunk.len().min(tcb.send_capacity())], t(now));
+            if n == 0 {
+                break;
+            }
+        }
+        let sent: Vec<_> = tcb.take_outgoing();
+        // One ACK per two segments, as a receiver sends them.
+        for pair in sent.chunks(2) {
+            let end = pair
+                .last()
+                .map_or(ack, |s| s.seq.wrapping_add(s.payload.len() as u32));
+            ack = ack.max(end);
+            tcb.on_segment(&seg(ACK, IRS + 1, ack, b""), t(now + 10));
+        }
+        max_seen = max_seen.max(tcb.snd_buf.max());
+        assert!(
+            tcb.snd_buf.max() >= (2 * tcb.cwnd()).min(tcb.cfg.send_buffer_max),
+            "send buffer {} behind cwnd {}",
+            tcb.snd_buf.max(),
+            tcb.cwnd()
+        );
+    }
+    assert!(
+        tcb.cwnd() > 1 << 20,
+        "slow start went on: cwnd {}",
+        tcb.cwnd()
+    );
+    assert!(
+        max_seen >= 2 << 20,
+        "send buffer {max_seen} with cwnd {}",
+        tcb.cwnd()
+    );
+}
+
+/// RFC 6675: two segments of one window lost; the first duplicate ACKs' SACK blocks show
+/// both holes, and both are retransmitted at once (NewReno would send the second only after
+/// the partial ACK, a round trip later), each once.
+#[test]
+fn sack_recovery_retransmits_every_lost_hole_in_one_round_trip() {
+    let (l, r) = addrs();
+    let config = EngineConfig {
+        sack: true,
+        ..cfg()
+    };
+    let mut s = syn();
+    s.options.sack_permitted = true;
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    tcb.take_outgoing();
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
+    tcb.take_outgoing();
+    tcb.send(&[1u8; 10 * 1400], t(100));
+    assert_eq!(tcb.take_outgoing().len(), 10);
+    let at = |i: u32| ISS + 1 + i * 1400;
+    // Segments 1 and 4 lost: the receiver holds 0, 2-3 and 5-9.
+    let mut dup = seg(ACK, IRS + 1, at(1), b"");
+    dup.options.sack[0] = Some((at(5), at(10)));
+    dup.options.sack[1] = Some((at(2), at(4)));
+    tcb.on_segment(&dup, t(110));
+    let rtx: Vec<u32> = tcb.take_outgoing().iter().map(|s| s.seq).collect();
+    assert_eq!(rtx, vec![at(1), at(4)], "both holes at once");
+    // More duplicates change nothing: each hole goes once per recovery.
+    tcb.on_segment(&dup, t(111));
+    sent_none(&mut tcb);
+    // The first retransmission arrives: a partial ACK; the second is already on its way.
+    let mut partial = seg(ACK, IRS + 1, at(4), b"");
+    partial.options.sack[0] = Some((at(5), at(10)));
+    tcb.on_segment(&partial, t(120));
+    sent_none(&mut tcb);
+    tcb.on_segment(&seg(ACK, IRS + 1, at(10), b""), t(121));
+    assert!(
+        tcb.recover.is_none(),
+        "recovery ends with everything acknowledged"
+    );
+    assert_eq!(tcb.stats.retransmits, 2);
 }

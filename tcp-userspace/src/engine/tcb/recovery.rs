@@ -1,0 +1,123 @@
+//! Loss recovery with SACK (RFC 6675): once in fast recovery, every hole the scoreboard
+//! shows lost is retransmitted, as many per round trip as the congestion window allows,
+//! instead of one per round trip as NewReno's partial ACKs would (RFC 6582). On a long fat
+//! path a window of thousands of segments may lose several; recovering them one round trip
+//! each would stall the connection for as many round trips.
+//!
+//! The sender keeps `pipe` (RFC 6675 §4: what it believes is in the network) under the
+//! window (`ssthresh` after the reduction, RFC 6675 §5 step 4.2), sending first the lost
+//! holes (NextSeg rule 1), then new data (rule 2). A byte is lost (IsLost) when at least
+//! three segments' worth of data above it were SACKed (DupThresh × SMSS), and the hole at
+//! SND.UNA is lost once recovery began (the third duplicate ACK said so). Each hole is
+//! retransmitted once per recovery (`high_rxt`); a lost retransmission is left to the
+//! retransmission timer.
+
+use super::Tcb;
+use crate::engine::{seq::SeqNum, time::Instant};
+
+/// DupThresh (RFC 6675 §2).
+const DUP_THRESH: usize = 3;
+
+impl Tcb {
+    /// In fast recovery with a SACK scoreboard to work from.
+    pub(crate) fn in_sack_recovery(&self) -> bool {
+        self.sack_ok && self.recover.is_some()
+    }
+
+    /// Entering recovery: the window is reduced, the scan for holes starts at SND.UNA.
+    pub(crate) fn enter_sack_recovery(&mut self) {
+        self.high_rxt = self.snd_una;
+    }
+
+    /// Below this sequence number, every byte not SACKed counts as lost.
+    fn lost_edge(&self) -> SeqNum {
+        let threshold = DUP_THRESH * self.snd_mss;
+        let mut above = 0;
+        let mut edge = self.snd_una + self.snd_mss.min(self.snd_max - self.snd_una);
+        for &(l, r) in self.sacked.iter().rev() {
+            above += r - l;
+            if above >= threshold {
+                edge = edge.max(l);
+                break;
+            }
+        }
+        edge
+    }
+
+    /// Un-SACKed ranges in [SND.UNA, `end`), in order.
+    fn holes(&self, end: SeqNum) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
+        let mut from = self.snd_una;
+        self.sacked
+            .iter()
+            .copied()
+            .chain(std::iter::once((end, end)))
+            .filter_map(move |(l, r)| {
+                let hole = (from, l.min(end));
+                from = from.max(r);
+                (hole.0 < hole.1).then_some(hole)
+            })
+            .take_while(move |&(l, _)| l < end)
+    }
+
+    /// RFC 6675 §4 pipe: in flight less SACKed, less lost and not yet retransmitted.
+    fn pipe(&self) -> usize {
+        let in_flight = self.snd_max - self.snd_una;
+        let sacked: usize = self.sacked.iter().map(|&(l, r)| r - l).sum();
+        let edge = self.lost_edge();
+        let lost_unsent: usize = self
+            .holes(edge)
+            .map(|(l, r)| r - l.max(self.high_rxt).min(r))
+            .sum();
+        in_flight.saturating_sub(sacked + lost_unsent)
+    }
+
+    /// NextSeg rule 1: the first lost byte not retransmitted yet, and how much to send.
+    fn next_lost(&self, mss: usize) -> Option<(SeqNum, usize)> {
+        let edge = self.lost_edge();
+        self.holes(edge).find_map(|(l, r)| {
+            let start = l.max(self.high_rxt);
+            (start < r).then(|| (start, (r - start).min(mss)))
+        })
+    }
+
+    /// Sends what recovery allows: lost holes first, then new data, while pipe < window.
+    pub(crate) fn sack_recovery_output(&mut self, now: Instant) {
+        let window = self.cc.ssthresh().min(self.cc.window());
+        let mss = self.eff_mss();
+        loop {
+            if self.pipe() + mss > window.max(mss) {
+                break;
+            }
+            if let Some((seq, len)) = self.next_lost(mss) {
+                let offset = seq - self.snd_buf_seq;
+                let len = len.min(self.snd_buf.len().saturating_sub(offset));
+                if len == 0 {
+                    break;
+                }
+                let saved = self.snd_nxt;
+                self.snd_nxt = seq;
+                let fin = self.close_requested && seq + len == self.buffer_end();
+                self.send_data(offset, len, fin, now);
+                self.snd_nxt = saved.max(self.snd_nxt);
+                self.high_rxt = seq + len;
+                continue;
+            }
+            // Rule 2: new data, within the peer's window.
+            let sent = (self.snd_max - self.snd_buf_seq).min(self.snd_buf.len());
+            let unsent = self.snd_buf.len() - sent;
+            let room = self.snd_wnd.saturating_sub(self.snd_max - self.snd_una);
+            let n = unsent.min(room).min(mss);
+            let fin = self.close_requested
+                && self.fin_seq.is_none()
+                && self.snd_max + n == self.buffer_end();
+            if n == 0 && !fin {
+                break;
+            }
+            self.snd_nxt = self.snd_max;
+            self.send_data(sent, n, fin, now);
+            if fin {
+                break;
+            }
+        }
+    }
+}
