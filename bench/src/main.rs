@@ -91,6 +91,10 @@ enum Command {
         /// Targets, in order (direct, haproxy, nginx, tcpfront).
         #[arg(long, value_delimiter = ',', default_value = "direct,haproxy,tcpfront")]
         targets: Vec<String>,
+        /// The kernel's congestion control at both ends (Linux's default is cubic; this
+        /// machine's own default may differ: `sysctl net.ipv4.tcp_congestion_control`).
+        #[arg(long, default_value = "cubic")]
+        kernel_cc: String,
     },
     /// (Internal) the benchmarks' echo upstream, run in the lab by `bench idle`.
     #[command(hide = true)]
@@ -189,6 +193,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             duration,
             streams,
             targets,
+            kernel_cc,
         } => {
             if duration == 0 || rate_mbit == 0 {
                 bail!("--duration and --rate-mbit must be positive");
@@ -206,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 duration: Duration::from_secs(duration),
                 streams,
                 targets: proxies_named(&targets)?,
+                kernel_cc,
             })
         }
         Command::ServeEcho { port } => upstreams::serve_echo(port),

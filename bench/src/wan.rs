@@ -30,6 +30,9 @@ pub struct Options {
     pub duration: Duration,
     pub streams: Vec<u32>,
     pub targets: Vec<Proxy>,
+    /// The kernel's congestion control in both end namespaces (the senders of the kernel
+    /// targets, and the client's uploads).
+    pub kernel_cc: String,
 }
 
 /// One path setting and what was measured on it.
@@ -65,6 +68,14 @@ impl Run {
 pub fn wan(o: &Options) -> anyhow::Result<()> {
     let bin = common::tcpfront_bin();
     let lab = common::wan_lab(&bin, lab::queue_per_cpu())?;
+    let _allowed = AllowedCongestion::include(&o.kernel_cc)?;
+    for ns in [&lab.names.client_ns, &lab.names.front_ns] {
+        tcpfront_tests::netns::run(tcpfront_tests::netns::command_in(ns, "sysctl").args([
+            "-qw",
+            &format!("net.ipv4.tcp_congestion_control={}", o.kernel_cc),
+        ]))
+        .with_context(|| format!("--kernel-cc {}", o.kernel_cc))?;
+    }
     let mut cells = Vec::new();
     for &rtt_ms in &o.rtts_ms {
         for &loss_ppm in &o.losses_ppm {
@@ -153,9 +164,11 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
     let rate = o.rate_bps as f64;
     let _ = writeln!(
         t,
-        "goodput in Mbit/s through a {} Mbit/s bottleneck (each run {} s, slow start included)\n",
+        "goodput in Mbit/s through a {} Mbit/s bottleneck (each run {} s, slow start included); \
+         kernel congestion control {}, tcpfront's default (CUBIC)\n",
         mbit(rate),
-        o.duration.as_secs()
+        o.duration.as_secs(),
+        o.kernel_cc
     );
     let _ = write!(t, "{:<16} {:<20}", "path (measured)", "transfer");
     for p in &o.targets {
@@ -214,6 +227,7 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
         "unix_time": now,
         "machine": common::machine(),
         "rate_bps": o.rate_bps,
+        "kernel_congestion_control": o.kernel_cc,
         "duration_secs": o.duration.as_secs_f64(),
         "paths": cells.iter().map(|c| json!({
             "rtt_ms": c.rtt_ms,
@@ -265,4 +279,38 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
         base.with_extension("json").display()
     );
     Ok(())
+}
+
+/// A namespace other than the first may only pick a congestion control that the host
+/// allows (`net.ipv4.tcp_allowed_congestion_control`); this adds one for the run and puts
+/// the list back when dropped.
+struct AllowedCongestion {
+    before: Option<String>,
+}
+
+const ALLOWED: &str = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+
+impl AllowedCongestion {
+    fn include(name: &str) -> anyhow::Result<Self> {
+        let before = std::fs::read_to_string(ALLOWED)
+            .with_context(|| format!("reading {ALLOWED}"))?
+            .trim()
+            .to_string();
+        if before.split_whitespace().any(|n| n == name) {
+            return Ok(Self { before: None });
+        }
+        std::fs::write(ALLOWED, format!("{before} {name}"))
+            .with_context(|| format!("allowing {name} in {ALLOWED}"))?;
+        Ok(Self {
+            before: Some(before),
+        })
+    }
+}
+
+impl Drop for AllowedCongestion {
+    fn drop(&mut self) {
+        if let Some(b) = &self.before {
+            let _ = std::fs::write(ALLOWED, b);
+        }
+    }
 }
