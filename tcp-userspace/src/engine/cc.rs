@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use super::time::Instant;
+use super::{
+    hystart::{HyStart, RoundVerdict},
+    time::Instant,
+};
 
 /// Which controller new connections get (`--congestion`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -48,6 +51,16 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     /// The retransmission timer expired.
     fn on_rto(&mut self, flight: usize, mss: usize, now: Instant);
     fn ssthresh(&self) -> usize;
+    /// An RTT sample (slow start's exit, RFC 9406, watches them).
+    fn on_rtt_sample(&mut self, rtt: Duration);
+    /// Everything sent when the last round began is acknowledged: a new round starts.
+    fn on_round_end(&mut self);
+}
+
+/// Slow-start growth for `acked` bytes: RFC 3465 byte counting with L = 2·SMSS, then
+/// HyStart++'s share (all of it, or a quarter in Conservative Slow Start).
+fn slow_start_growth(hystart: &HyStart, acked: usize, mss: usize) -> usize {
+    hystart.growth(acked.min(2 * mss)).max(1)
 }
 
 /// RFC 6582 §3.2 (5), for every controller's fast recovery: deflate the window by the amount
@@ -62,6 +75,7 @@ pub struct NewReno {
     ssthresh: usize,
     /// Bytes acked in congestion avoidance not yet turned into window growth.
     acked_in_ca: usize,
+    hystart: HyStart,
 }
 
 impl NewReno {
@@ -71,6 +85,7 @@ impl NewReno {
             cwnd: 10 * mss,
             ssthresh: usize::MAX,
             acked_in_ca: 0,
+            hystart: HyStart::default(),
         }
     }
 }
@@ -82,8 +97,8 @@ impl CongestionControl for NewReno {
 
     fn on_ack(&mut self, acked: usize, mss: usize, _now: Instant, _srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
-            // Slow start, RFC 5681 §3.1 (3465's L = 2·SMSS byte counting).
-            self.cwnd += acked.min(2 * mss);
+            // Slow start, RFC 5681 §3.1.
+            self.cwnd += slow_start_growth(&self.hystart, acked, mss);
         } else {
             // Congestion avoidance: about one MSS per RTT.
             self.acked_in_ca += acked;
@@ -95,6 +110,7 @@ impl CongestionControl for NewReno {
     }
 
     fn on_fast_retransmit(&mut self, flight: usize, mss: usize, _now: Instant) {
+        self.hystart.on_congestion();
         // RFC 5681 §3.2 (2), (3).
         self.ssthresh = (flight / 2).max(2 * mss);
         self.cwnd = self.ssthresh + 3 * mss;
@@ -114,6 +130,7 @@ impl CongestionControl for NewReno {
 
     fn on_rto(&mut self, flight: usize, mss: usize, _now: Instant) {
         // RFC 5681 §3.1 (4), and the loss window of one segment.
+        self.hystart.on_congestion();
         self.ssthresh = (flight / 2).max(2 * mss);
         self.cwnd = mss;
         self.acked_in_ca = 0;
@@ -121,6 +138,18 @@ impl CongestionControl for NewReno {
 
     fn ssthresh(&self) -> usize {
         self.ssthresh
+    }
+
+    fn on_rtt_sample(&mut self, rtt: Duration) {
+        if self.cwnd < self.ssthresh {
+            self.hystart.on_rtt(rtt);
+        }
+    }
+
+    fn on_round_end(&mut self) {
+        if self.hystart.on_round_end() == RoundVerdict::EnterAvoidance {
+            self.ssthresh = self.cwnd;
+        }
     }
 }
 
@@ -151,6 +180,7 @@ pub struct Cubic {
     epoch_start: Option<Instant>,
     /// Fractional segments of growth carried between ACKs.
     growth: f64,
+    hystart: HyStart,
 }
 
 impl Cubic {
@@ -163,6 +193,7 @@ impl Cubic {
             k: 0.0,
             epoch_start: None,
             growth: 0.0,
+            hystart: HyStart::default(),
         }
     }
 
@@ -173,6 +204,7 @@ impl Cubic {
 
     /// A congestion event (§4.6, §4.7 fast convergence): remember where it happened.
     fn reduce(&mut self, mss: usize) {
+        self.hystart.on_congestion();
         let cwnd = self.cwnd as f64 / mss as f64;
         self.w_max = if cwnd < self.w_max {
             // The available bandwidth shrank: release some to newer flows.
@@ -193,7 +225,7 @@ impl CongestionControl for Cubic {
 
     fn on_ack(&mut self, acked: usize, mss: usize, now: Instant, srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
-            self.cwnd += acked.min(2 * mss);
+            self.cwnd += slow_start_growth(&self.hystart, acked, mss);
             return;
         }
         let m = mss as f64;
@@ -258,6 +290,20 @@ impl CongestionControl for Cubic {
 
     fn ssthresh(&self) -> usize {
         self.ssthresh
+    }
+
+    fn on_rtt_sample(&mut self, rtt: Duration) {
+        if self.cwnd < self.ssthresh {
+            self.hystart.on_rtt(rtt);
+        }
+    }
+
+    fn on_round_end(&mut self) {
+        if self.hystart.on_round_end() == RoundVerdict::EnterAvoidance {
+            // Congestion avoidance from here: CUBIC's epoch starts with this window as
+            // its plateau (see `on_ack`).
+            self.ssthresh = self.cwnd;
+        }
     }
 }
 

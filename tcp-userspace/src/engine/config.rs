@@ -64,6 +64,8 @@ pub struct EngineConfig {
     pub max_connections: usize,
     /// The congestion controller of new connections (RFC 9438 CUBIC by default).
     pub congestion: super::cc::Congestion,
+    /// Pace data segments at about cwnd/SRTT (see `tcb/pacing.rs`).
+    pub pacing: bool,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +95,7 @@ impl Default for EngineConfig {
             fin_wait2_timeout: Duration::from_secs(60),
             max_connections: 100_000,
             congestion: super::cc::Congestion::default(),
+            pacing: true,
         }
     }
 }

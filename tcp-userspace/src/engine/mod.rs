@@ -6,6 +6,7 @@ pub mod budget;
 pub mod cc;
 pub mod config;
 pub mod fuzz;
+pub mod hystart;
 pub mod isn;
 pub mod ring;
 pub mod rtt;

@@ -231,6 +231,10 @@ impl Tcb {
                     self.tune_send_buffer();
                 }
             }
+            if ack >= self.round_end {
+                self.cc.on_round_end();
+                self.round_end = self.snd_max;
+            }
             self.dup_acks = 0;
             self.retransmit_count = 0;
             self.rtx_at = if self.snd_una == self.snd_max {
@@ -337,14 +341,16 @@ impl Tcb {
             {
                 let ms = self.ts_now(now).wrapping_sub(tsecr);
                 if ms < 60_000 {
-                    self.rtt
-                        .sample(std::time::Duration::from_millis(u64::from(ms.max(1))));
+                    let rtt = std::time::Duration::from_millis(u64::from(ms.max(1)));
+                    self.rtt.sample(rtt);
+                    self.cc.on_rtt_sample(rtt);
                 }
             }
         } else if let Some((probe, sent)) = self.rtt_probe
             && ack > probe
         {
             self.rtt.sample(now - sent);
+            self.cc.on_rtt_sample(now - sent);
             self.rtt_probe = None;
         }
     }

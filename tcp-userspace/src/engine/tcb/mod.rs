@@ -4,6 +4,7 @@
 mod autotune;
 mod input;
 mod output;
+mod pacing;
 mod recovery;
 mod timers;
 
@@ -231,6 +232,8 @@ pub struct Tcb {
     pub(crate) sacked: Vec<(SeqNum, SeqNum)>,
     /// SACK recovery: the end of the last hole retransmitted (RFC 6675 HighRxt).
     pub(crate) high_rxt: SeqNum,
+    /// The current round (RFC 9406) ends when this is acknowledged.
+    pub(crate) round_end: SeqNum,
 
     // Timers (absolute deadlines).
     pub(crate) rtx_at: Option<Instant>,
@@ -241,6 +244,10 @@ pub struct Tcb {
     pub(crate) keepalive_probes: u32,
     pub(crate) time_wait_at: Option<Instant>,
     pub(crate) fin_wait2_at: Option<Instant>,
+    /// Pacing (pacing.rs): when the next segment may leave, the credit, when it was counted.
+    pub(crate) pace_at: Option<Instant>,
+    pub(crate) pace_credit: usize,
+    pub(crate) pace_stamp: Instant,
 
     /// When we last answered an unacceptable segment with an ACK (rate limit, RFC 5961 §7).
     pub(crate) last_oow_ack: Option<Instant>,
@@ -326,6 +333,7 @@ impl Tcb {
             retransmit_count: 0,
             sacked: Vec::new(),
             high_rxt: iss,
+            round_end: iss,
             rtx_at: None,
             persist_at: None,
             persist_backoff: 0,
@@ -334,6 +342,10 @@ impl Tcb {
             keepalive_probes: 0,
             time_wait_at: None,
             fin_wait2_at: None,
+            pace_at: None,
+            // A full burst allowance to start with: the initial window leaves at once.
+            pace_credit: usize::MAX,
+            pace_stamp: now,
             last_oow_ack: None,
             ack_now: false,
             unacked_segments: 0,
@@ -471,12 +483,14 @@ impl Tcb {
                 self.persist_at = None;
                 self.keepalive_at = None;
                 self.fin_wait2_at = None;
+                self.pace_at = None;
                 self.time_wait_at = Some(now + self.cfg.msl * 2);
             }
             State::Closed => {
                 self.return_budget();
                 self.rtx_at = None;
                 self.persist_at = None;
+                self.pace_at = None;
                 self.delack_at = None;
                 self.keepalive_at = None;
                 self.time_wait_at = None;
@@ -751,6 +765,7 @@ impl Tcb {
             self.keepalive_at,
             self.time_wait_at,
             self.fin_wait2_at,
+            self.pace_at,
         ]
         .into_iter()
         .flatten()

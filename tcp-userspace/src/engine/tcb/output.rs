@@ -200,6 +200,10 @@ impl Tcb {
             if self.cfg.nagle && n < self.eff_mss() && in_flight > 0 && !fin {
                 break;
             }
+            if n > 0 && !self.pacing_allows(n, now) {
+                break;
+            }
+            self.pacing_spend(n);
             self.send_data(sent, n, fin, now);
             if fin {
                 break;

@@ -94,6 +94,10 @@ impl Tcb {
                 if len == 0 {
                     break;
                 }
+                if !self.pacing_allows(len, now) {
+                    break;
+                }
+                self.pacing_spend(len);
                 let saved = self.snd_nxt;
                 self.snd_nxt = seq;
                 let fin = self.close_requested && seq + len == self.buffer_end();
@@ -113,6 +117,10 @@ impl Tcb {
             if n == 0 && !fin {
                 break;
             }
+            if n > 0 && !self.pacing_allows(n, now) {
+                break;
+            }
+            self.pacing_spend(n);
             self.snd_nxt = self.snd_max;
             self.send_data(sent, n, fin, now);
             if fin {

@@ -691,7 +691,15 @@ fn buffers_grow_within_the_global_budget_and_give_it_back() {
 
 #[test]
 fn the_send_buffer_follows_the_congestion_window() {
-    let mut tcb = established();
+    // (Unpaced: the test hands every round's ACKs over at one instant.)
+    let (l, r) = addrs();
+    let config = EngineConfig {
+        pacing: false,
+        ..cfg()
+    };
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &syn(), t(0));
+    tcb.take_outgoing();
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
     // The peer's window is large (scale 7: 64000 << 7 ≈ 8 MB).
     tcb.snd_wscale = 7;
     let chunk = vec![1u8; 64 << 10];
@@ -775,4 +783,62 @@ fn sack_recovery_retransmits_every_lost_hole_in_one_round_trip() {
         "recovery ends with everything acknowledged"
     );
     assert_eq!(tcb.stats.retransmits, 2);
+}
+
+/// Pacing: with an RTT of 10 ms, what leaves at once is bounded by the burst allowance; the
+/// rest follows on the pacing timer, at about twice cwnd per RTT in slow start, and nothing is
+/// held back for good.
+#[test]
+fn data_is_paced_by_the_timer_not_sent_in_one_burst() {
+    let mut tcb = established();
+    assert_eq!(tcb.srtt(), Some(Duration::from_millis(10)));
+    tcb.snd_wscale = 7;
+    // Grow the window: a few rounds of full ACKs.
+    let mut ack = ISS + 1;
+    let mut now = 20;
+    let mut sent_total = 0usize;
+    let mut paced_rounds = 0;
+    for _ in 0..6 {
+        tcb.send(&vec![1u8; 400_000], t(now));
+        // Drive the pacing timer through the round, 1 ms at a time.
+        let mut in_round = Vec::new();
+        for ms in 0..10 {
+            tcb.on_timer(t(now + ms));
+            in_round.push(tcb.take_outgoing());
+        }
+        let burst_now = in_round[0].len();
+        let later: usize = in_round[1..].iter().map(Vec::len).sum();
+        let cwnd_segments = tcb.cwnd() / 1400;
+        if cwnd_segments > 40 {
+            assert!(
+                burst_now < cwnd_segments,
+                "a window of {cwnd_segments} left in one burst of {burst_now}"
+            );
+            assert!(later > 0, "the rest followed on the timer");
+            paced_rounds += 1;
+        }
+        for seg in in_round.iter().flatten() {
+            sent_total += seg.payload.len();
+            ack = ack.max(seg.seq.wrapping_add(seg.payload.len() as u32));
+        }
+        now += 10;
+        // ACKs every other segment's worth.
+        let mut a = tcb.snd_una;
+        while a < SeqNum(ack) {
+            a = (a + 2800usize).min(SeqNum(ack));
+            tcb.on_segment(&seg(ACK, IRS + 1, a.0, b""), t(now));
+        }
+    }
+    assert!(
+        paced_rounds >= 2,
+        "only {paced_rounds} rounds had a window to pace"
+    );
+    assert!(
+        sent_total > 500_000,
+        "slow start went on paced: {sent_total} bytes"
+    );
+    // Nothing stalls: with data waiting and room in the window, a timer is always set.
+    if tcb.send_queued() > tcb.snd_max - tcb.snd_una {
+        assert!(tcb.next_deadline().is_some());
+    }
 }

@@ -48,6 +48,7 @@ impl Tcb {
             self.keepalive_at = None;
             self.keepalive_fired(now);
         }
+        self.on_pacing_timer(now);
     }
 
     pub(crate) fn arm_keepalive(&mut self, now: Instant) {
