@@ -138,8 +138,9 @@ pub struct BarGroup {
     pub values: Vec<f64>,
 }
 
-/// `base`.png and `base`.svg: grouped bars (one colour per series), with an optional
-/// horizontal reference line (a rate limit).
+/// `base`.png and `base`.svg: grouped bars (one colour per series) on a log scale (values
+/// from a few to a thousand share the chart), with an optional horizontal reference line (a
+/// rate limit).
 pub fn bars(
     base: &Path,
     title: &str,
@@ -179,14 +180,15 @@ where
         .flat_map(|g| g.values.iter().copied())
         .chain(reference)
         .fold(1.0, f64::max)
-        * 1.15;
+        * 1.5;
+    let floor = 1.0;
     let n = groups.len().max(1);
     let mut c = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(70)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..n as f64, 0.0..max_y)
+        .build_cartesian_2d(0.0..n as f64, (floor..max_y).log_scale())
         .map_err(err)?;
     let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
     c.configure_mesh()
@@ -201,8 +203,8 @@ where
                 String::new()
             }
         })
-        .x_label_style(("sans-serif", 13))
-        .y_desc(y_desc)
+        .x_label_style(("sans-serif", 12))
+        .y_desc(format!("{y_desc} (log scale)"))
         .draw()
         .map_err(err)?;
     let width = 0.8 / series.len().max(1) as f64;

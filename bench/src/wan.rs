@@ -258,7 +258,7 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
                     "{}ms {}% {}{}",
                     c.rtt_ms,
                     c.loss_ppm as f64 / 1e4,
-                    if r.download { "down" } else { "up" },
+                    if r.download { "dn" } else { "up" },
                     r.streams
                 ),
                 values: r.bps.iter().map(|(_, v)| v / 1e6).collect(),
