@@ -445,7 +445,7 @@ fn the_cli_works_under_ip_netns_exec_and_errors_read_like_a_cli() -> anyhow::Res
     );
     let out = Command::new(tcpfront_bin())
         .args(["run", "--iface", "x", "--echo", "--listen", "0.0.0.0:1"])
-        .args(["--recv-buffer", "64M"])
+        .args(["--recv-buffer", "512M"])
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(
