@@ -199,6 +199,9 @@ impl Tcb {
         let seq = SeqNum(seg.seq);
         if self.sack_ok {
             self.record_sack(seg, ack);
+            if self.in_sack_recovery() {
+                self.detect_lost_retransmissions();
+            }
         }
         let mss = self.snd_mss;
         let in_flight = self.snd_max - self.snd_una;
@@ -224,6 +227,7 @@ impl Tcb {
                 }
                 Some(_) => {
                     self.recover = None;
+                    self.leave_sack_recovery();
                     self.cc.on_recovery_exit();
                 }
                 None => {
@@ -234,6 +238,9 @@ impl Tcb {
             if ack >= self.round_end {
                 self.cc.on_round_end();
                 self.round_end = self.snd_max;
+            }
+            if self.rto_recover.is_some_and(|r| ack >= r) {
+                self.rto_recover = None;
             }
             self.dup_acks = 0;
             self.retransmit_count = 0;
@@ -253,7 +260,7 @@ impl Tcb {
         {
             // RFC 5681 §2 duplicate ACK.
             self.dup_acks += 1;
-            if self.dup_acks == 3 && self.recover.is_none() {
+            if self.dup_acks == 3 && self.recover.is_none() && self.rto_recover.is_none() {
                 self.enter_recovery(in_flight, now);
             } else if self.dup_acks > 3 && self.recover.is_some() && !self.sack_ok {
                 self.cc.on_dup_ack_in_recovery(mss);
@@ -265,6 +272,7 @@ impl Tcb {
         // ACK answers the merged run).
         if ack == self.snd_una
             && self.recover.is_none()
+            && self.rto_recover.is_none()
             && self.sack_ok
             && in_flight > 0
             && self.sacked_bytes() >= 3 * mss

@@ -6,6 +6,7 @@ mod input;
 mod output;
 mod pacing;
 mod recovery;
+pub(crate) use recovery::RxtMark;
 mod timers;
 
 use std::{net::SocketAddr, time::Duration};
@@ -226,12 +227,24 @@ pub struct Tcb {
     pub(crate) dup_acks: u32,
     /// NewReno: recovery ends when this is acknowledged (RFC 6582 "recover").
     pub(crate) recover: Option<SeqNum>,
+    /// After a retransmission timeout: SND.MAX when it fired. Until the cumulative ACK
+    /// passes it, what was outstanding is being resent from SND.UNA in slow start, and
+    /// duplicate ACKs or the SACKs of data sent before the timeout must not start fast
+    /// recovery again (RFC 6582 §3.2 step 1's "recover", RFC 6675 §5.1's RecoveryPoint):
+    /// each would cut the window anew, down to two segments for as long as that takes.
+    pub(crate) rto_recover: Option<SeqNum>,
     pub(crate) retransmit_count: u32,
     /// Ranges above `snd_una` the peer reported holding (RFC 2018 scoreboard), sorted,
     /// disjoint; retransmissions skip them.
     pub(crate) sacked: Vec<(SeqNum, SeqNum)>,
     /// SACK recovery: the end of the last hole retransmitted (RFC 6675 HighRxt).
     pub(crate) high_rxt: SeqNum,
+    /// SACK recovery: each retransmission still unconfirmed, in the order sent, with
+    /// SND.MAX at the time (recovery.rs: a lost retransmission is found by what was sent
+    /// after it arriving).
+    pub(crate) rxt_marks: std::collections::VecDeque<RxtMark>,
+    /// SACK recovery: retransmissions found lost, to be sent again (in order).
+    pub(crate) relost: std::collections::VecDeque<(SeqNum, SeqNum)>,
     /// The current round (RFC 9406) ends when this is acknowledged.
     pub(crate) round_end: SeqNum,
 
@@ -330,9 +343,12 @@ impl Tcb {
             cc: cfg.congestion.controller(536),
             dup_acks: 0,
             recover: None,
+            rto_recover: None,
             retransmit_count: 0,
             sacked: Vec::new(),
             high_rxt: iss,
+            rxt_marks: std::collections::VecDeque::new(),
+            relost: std::collections::VecDeque::new(),
             round_end: iss,
             rtx_at: None,
             persist_at: None,

@@ -161,15 +161,22 @@ impl Tcb {
             self.sack_recovery_output(now);
             return;
         }
+        // Retransmitting after a timeout: what the peer SACKed below SND.NXT is skipped and
+        // is not in flight (RFC 6675 §4's pipe: SACKed bytes have left the network).
+        let mut sacked_below_nxt: usize = self
+            .sacked
+            .iter()
+            .take_while(|&&(l, _)| l < self.snd_nxt)
+            .map(|&(l, r)| r.min(self.snd_nxt) - l)
+            .sum();
         loop {
-            // Retransmitting after a timeout: skip what the peer SACKed (RFC 2018, RFC 6675's
-            // idea without its full pipe accounting).
             if self.snd_nxt < self.snd_max
                 && let Some(&(_, r)) = self
                     .sacked
                     .iter()
                     .find(|&&(l, r)| l <= self.snd_nxt && self.snd_nxt < r)
             {
+                sacked_below_nxt += r - self.snd_nxt;
                 self.snd_nxt = r;
                 continue;
             }
@@ -182,9 +189,10 @@ impl Tcb {
                 unsent = unsent.min(l - self.snd_nxt);
             }
             let in_flight = self.snd_nxt - self.snd_una;
-            let window = self.snd_wnd.min(self.cc.window());
+            let pipe = in_flight.saturating_sub(sacked_below_nxt);
             let n = unsent
-                .min(window.saturating_sub(in_flight))
+                .min(self.snd_wnd.saturating_sub(in_flight))
+                .min(self.cc.window().saturating_sub(pipe))
                 .min(self.eff_mss());
             // The FIN follows the last byte; after it is sent snd_nxt is past the end, so
             // this also re-sends it after a retransmission timeout rewound snd_nxt.

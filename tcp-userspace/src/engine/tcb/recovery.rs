@@ -9,14 +9,27 @@
 //! holes (NextSeg rule 1), then new data (rule 2). A byte is lost (IsLost) when at least
 //! three segments' worth of data above it were SACKed (DupThresh × SMSS), and the hole at
 //! SND.UNA is lost once recovery began (the third duplicate ACK said so). Each hole is
-//! retransmitted once per recovery (`high_rxt`); a lost retransmission is left to the
-//! retransmission timer.
+//! retransmitted once (`high_rxt`). A retransmission can be lost too, above all when
+//! recovery starts with the bottleneck's queue still full after a slow start overshot it:
+//! RFC 6675 leaves that to the retransmission timer (200 ms or more of silence, then slow
+//! start from one segment). Like Linux before RACK (`tcp_mark_lost_retrans`), a
+//! retransmission counts as lost again once data sent after it (above SND.MAX as it was
+//! then, by DupThresh segments, for reordering) is SACKed while it is not: it is sent again
+//! at once, within the same recovery and the same window reduction.
 
 use super::Tcb;
 use crate::engine::{seq::SeqNum, time::Instant};
 
 /// DupThresh (RFC 6675 §2).
 const DUP_THRESH: usize = 3;
+
+/// One retransmission in SACK recovery: the range sent again, and SND.MAX at that moment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RxtMark {
+    start: SeqNum,
+    end: SeqNum,
+    marker: SeqNum,
+}
 
 impl Tcb {
     /// In fast recovery with a SACK scoreboard to work from.
@@ -27,6 +40,67 @@ impl Tcb {
     /// Entering recovery: the window is reduced, the scan for holes starts at SND.UNA.
     pub(crate) fn enter_sack_recovery(&mut self) {
         self.high_rxt = self.snd_una;
+        self.rxt_marks.clear();
+        self.relost.clear();
+    }
+
+    /// Recovery ended (all acknowledged, or a timeout took over).
+    pub(crate) fn leave_sack_recovery(&mut self) {
+        self.rxt_marks.clear();
+        self.relost.clear();
+    }
+
+    /// Whether the peer SACKed all of [l, r).
+    fn is_sacked(&self, l: SeqNum, r: SeqNum) -> bool {
+        self.sacked.iter().any(|&(a, b)| a <= l && r <= b)
+    }
+
+    /// After the scoreboard took an ACK's SACK blocks: retransmissions overtaken by data
+    /// sent after them are lost (see the module's comment) and queued to go again.
+    pub(crate) fn detect_lost_retransmissions(&mut self) {
+        let Some(&(_, top)) = self.sacked.last() else {
+            return;
+        };
+        let reordering = DUP_THRESH * self.snd_mss;
+        while let Some(&m) = self.rxt_marks.front() {
+            if m.end <= self.snd_una || self.is_sacked(m.start.max(self.snd_una), m.end) {
+                self.rxt_marks.pop_front(); // it arrived
+                continue;
+            }
+            if top < m.marker + reordering {
+                break; // nothing sent after it has arrived yet (marks are in sending order)
+            }
+            self.rxt_marks.pop_front();
+            self.relost.push_back((m.start, m.end));
+        }
+    }
+
+    /// The next retransmission found lost, trimmed to what is still missing.
+    fn next_relost(&mut self, mss: usize) -> Option<(SeqNum, usize)> {
+        while let Some(&(l, r)) = self.relost.front() {
+            let l = l.max(self.snd_una);
+            if l >= r || self.is_sacked(l, r) {
+                self.relost.pop_front();
+                continue;
+            }
+            return Some((l, (r - l).min(mss)));
+        }
+        None
+    }
+
+    /// Bytes of retransmissions found lost and not yet sent again (out of the network).
+    fn relost_bytes(&self) -> usize {
+        self.relost
+            .iter()
+            .map(|&(l, r)| {
+                let l = l.max(self.snd_una);
+                if l >= r || self.is_sacked(l, r) {
+                    0
+                } else {
+                    r - l
+                }
+            })
+            .sum()
     }
 
     /// Below this sequence number, every byte not SACKed counts as lost.
@@ -68,7 +142,7 @@ impl Tcb {
             .holes(edge)
             .map(|(l, r)| r - l.max(self.high_rxt).min(r))
             .sum();
-        in_flight.saturating_sub(sacked + lost_unsent)
+        in_flight.saturating_sub(sacked + lost_unsent + self.relost_bytes())
     }
 
     /// NextSeg rule 1: the first lost byte not retransmitted yet, and how much to send.
@@ -88,7 +162,8 @@ impl Tcb {
             if self.pipe() + mss > window.max(mss) {
                 break;
             }
-            if let Some((seq, len)) = self.next_lost(mss) {
+            let relost = self.next_relost(mss);
+            if let Some((seq, len)) = relost.or_else(|| self.next_lost(mss)) {
                 let offset = seq - self.snd_buf_seq;
                 let len = len.min(self.snd_buf.len().saturating_sub(offset));
                 if len == 0 {
@@ -103,7 +178,19 @@ impl Tcb {
                 let fin = self.close_requested && seq + len == self.buffer_end();
                 self.send_data(offset, len, fin, now);
                 self.snd_nxt = saved.max(self.snd_nxt);
-                self.high_rxt = seq + len;
+                if relost.is_some() {
+                    // Sent again: what is left of that range stays queued.
+                    if let Some(front) = self.relost.front_mut() {
+                        front.0 = seq + len;
+                    }
+                } else {
+                    self.high_rxt = seq + len;
+                }
+                self.rxt_marks.push_back(RxtMark {
+                    start: seq,
+                    end: seq + len,
+                    marker: self.snd_max,
+                });
                 continue;
             }
             // Rule 2: new data, within the peer's window.

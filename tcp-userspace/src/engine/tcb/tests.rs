@@ -599,8 +599,9 @@ fn retransmission_after_timeout_skips_sacked_data() {
     );
     let out = tcb.take_outgoing();
     let seqs: Vec<u32> = out.iter().map(|s| s.seq).collect();
-    // The window allows one more segment: segment 2, not the SACKed segment 1.
-    assert_eq!(seqs, vec![ISS + 1 + 2800], "{out:#?}");
+    // Slow start allows two segments and the SACKed segment 1 is not in flight: segments 2
+    // and 3 go, not segment 1.
+    assert_eq!(seqs, vec![ISS + 1 + 2800, ISS + 1 + 4200], "{out:#?}");
 }
 
 /// A peer that sends as fast as our window lets it, up to `rate` bytes per round trip of
@@ -841,4 +842,38 @@ fn data_is_paced_by_the_timer_not_sent_in_one_burst() {
     if tcb.send_queued() > tcb.snd_max - tcb.snd_una {
         assert!(tcb.next_deadline().is_some());
     }
+}
+
+#[test]
+fn after_a_timeout_old_sacks_do_not_cut_the_window_again() {
+    let (l, r) = addrs();
+    let config = EngineConfig {
+        sack: true,
+        ..cfg()
+    };
+    let mut s = syn();
+    s.options.sack_permitted = true;
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    sent_one(&mut tcb);
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(1));
+    tcb.send(&[9u8; 10 * 1400], t(2));
+    assert_eq!(tcb.take_outgoing().len(), 10);
+    // Segments 0 and 1 are lost, 2..=9 arrive: fast recovery starts.
+    let mut a = seg(ACK, IRS + 1, ISS + 1, b"");
+    a.options.sack[0] = Some((ISS + 1 + 2 * 1400, ISS + 1 + 10 * 1400));
+    tcb.on_segment(&a, t(3));
+    tcb.take_outgoing();
+    // The retransmissions are lost as well: the timer fires, one segment goes.
+    let at = tcb.next_deadline().unwrap();
+    tcb.on_timer(at);
+    assert_eq!(sent_one(&mut tcb).seq, ISS + 1);
+    assert_eq!(tcb.cwnd(), 1400);
+    // Its ACK still carries the old SACK block (8 segments above SND.UNA): that is the
+    // loss already dealt with, not a new one. Slow start goes on and segment 1 follows.
+    let mut a = seg(ACK, IRS + 1, ISS + 1 + 1400, b"");
+    a.options.sack[0] = Some((ISS + 1 + 2 * 1400, ISS + 1 + 10 * 1400));
+    tcb.on_segment(&a, at + Duration::from_millis(10));
+    assert_eq!(tcb.cwnd(), 2 * 1400, "the window was cut again");
+    let out = tcb.take_outgoing();
+    assert_eq!(out.first().map(|s| s.seq), Some(ISS + 1 + 1400), "{out:#?}");
 }

@@ -35,6 +35,8 @@ impl Tcb {
             let in_flight = self.snd_max - self.snd_una;
             self.cc.on_rto(in_flight, self.snd_mss, now);
             self.recover = None;
+            self.leave_sack_recovery();
+            self.rto_recover = Some(self.snd_max);
             self.dup_acks = 0;
             self.retransmit(now);
         }

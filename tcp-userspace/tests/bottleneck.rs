@@ -1,0 +1,207 @@
+//! A bulk sender through a simulated WAN bottleneck: a fixed rate, a drop-tail queue of one
+//! bandwidth-delay product (a classic router buffer) and a propagation delay, in simulated
+//! time. Slow start ends by overflowing that queue (a burst of losses in one window); the
+//! sender must recover from it within a few round trips, without a retransmission timeout,
+//! and then keep the bottleneck busy. Deterministic: the clock is the simulation's.
+
+use std::{collections::VecDeque, net::SocketAddr, time::Duration};
+
+use tcpfront::{
+    engine::{EngineConfig, Instant, State, Tcb},
+    wire::tcp::TcpRepr,
+};
+
+/// The path: a bottleneck one way (data), a plain delay the other (ACKs).
+struct Path {
+    /// Bottleneck rate, bytes per second.
+    rate: u64,
+    /// Drop-tail queue limit, bytes.
+    queue_limit: u64,
+    /// One-way propagation delay.
+    delay: Duration,
+    /// When the bottleneck finishes sending what it holds.
+    busy_until: Instant,
+    /// Segments on their way (delivery time, to B?, segment), in delivery order per direction.
+    to_b: VecDeque<(Instant, TcpRepr)>,
+    to_a: VecDeque<(Instant, TcpRepr)>,
+    dropped: u64,
+}
+
+/// Ethernet framing, preamble and gap: what a segment costs on the wire beyond its IP packet.
+const ETHERNET_OVERHEAD: u64 = 38;
+
+impl Path {
+    fn wire_bytes(seg: &TcpRepr) -> u64 {
+        (20 + seg.header_len() + seg.payload.len()) as u64 + ETHERNET_OVERHEAD
+    }
+
+    fn send_to_b(&mut self, now: Instant, seg: TcpRepr) {
+        let size = Self::wire_bytes(&seg);
+        let backlog_ns = self.busy_until.0.saturating_sub(now.0) * 1000;
+        let backlog = backlog_ns * self.rate / 1_000_000_000;
+        if backlog + size > self.queue_limit {
+            self.dropped += 1;
+            return;
+        }
+        let start = self.busy_until.max(now);
+        self.busy_until = Instant(start.0 + size * 1_000_000 / self.rate);
+        self.to_b.push_back((self.busy_until + self.delay, seg));
+    }
+
+    fn send_to_a(&mut self, now: Instant, seg: TcpRepr) {
+        self.to_a.push_back((now + self.delay, seg));
+    }
+
+    fn next(&self) -> Option<Instant> {
+        [self.to_b.front(), self.to_a.front()]
+            .into_iter()
+            .flatten()
+            .map(|(at, _)| *at)
+            .min()
+    }
+}
+
+struct Outcome {
+    /// Bytes B received in each simulated second.
+    per_second: Vec<u64>,
+    retransmits: u64,
+    dropped: u64,
+    /// Largest gap between two deliveries of new data at B.
+    longest_stall: Duration,
+}
+
+/// A sends as fast as its congestion control lets it for `secs` simulated seconds.
+fn bulk(rate_mbit: u64, rtt_ms: u64, secs: u64) -> Outcome {
+    let a_addr: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+    let b_addr: SocketAddr = "10.0.0.2:80".parse().unwrap();
+    let cfg = EngineConfig::default();
+    let rate = rate_mbit * 1_000_000 / 8;
+    let delay = Duration::from_millis(rtt_ms / 2);
+    let mut path = Path {
+        rate,
+        queue_limit: rate * rtt_ms / 1000,
+        delay,
+        busy_until: Instant::ZERO,
+        to_b: VecDeque::new(),
+        to_a: VecDeque::new(),
+        dropped: 0,
+    };
+    let mut now = Instant::ZERO;
+    let mut a = Tcb::connect(&cfg, a_addr, b_addr, 0x1234_5678, now);
+    let mut b: Option<Tcb> = None;
+    let end = Instant::ZERO + Duration::from_secs(secs);
+    let chunk = vec![0x5au8; 256 * 1024];
+    let mut sink = vec![0u8; 1 << 20];
+    let mut per_second = vec![0u64; secs as usize];
+    let (mut last_delivery, mut longest_stall) = (None::<Instant>, Duration::ZERO);
+    while now < end {
+        if a.state() == State::Established {
+            while a.send(&chunk, now) > 0 {}
+        }
+        if let Some(b) = b.as_mut() {
+            loop {
+                let n = b.recv(&mut sink, now);
+                if n == 0 {
+                    break;
+                }
+                per_second[(now.0 / 1_000_000) as usize] += n as u64;
+                if let Some(last) = last_delivery {
+                    longest_stall = longest_stall.max(now - last);
+                }
+                last_delivery = Some(now);
+            }
+        }
+        for seg in a.take_outgoing() {
+            path.send_to_b(now, seg);
+        }
+        if let Some(b) = b.as_mut() {
+            for seg in b.take_outgoing() {
+                path.send_to_a(now, seg);
+            }
+        }
+        a.take_events();
+        if let Some(b) = b.as_mut() {
+            b.take_events();
+        }
+        let next = [
+            path.next(),
+            a.next_deadline(),
+            b.as_ref().and_then(Tcb::next_deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("nothing scheduled: the transfer stalled");
+        now = now.max(next);
+        while path.to_b.front().is_some_and(|(at, _)| *at <= now) {
+            let (_, seg) = path.to_b.pop_front().unwrap();
+            match b.as_mut() {
+                Some(b) => b.on_segment(&seg, now),
+                None => b = Some(Tcb::accept(&cfg, b_addr, a_addr, 0x7654_3210, &seg, now)),
+            }
+        }
+        while path.to_a.front().is_some_and(|(at, _)| *at <= now) {
+            let (_, seg) = path.to_a.pop_front().unwrap();
+            a.on_segment(&seg, now);
+        }
+        for t in std::iter::once(&mut a).chain(b.as_mut()) {
+            if t.next_deadline().is_some_and(|d| d <= now) {
+                t.on_timer(now);
+            }
+        }
+        if std::env::var_os("BOTTLENECK_TRACE").is_some() && now.0 / 100_000 != 0 {
+            // One line per 100 ms.
+            static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let tick = now.0 / 100_000;
+            if LAST.swap(tick, std::sync::atomic::Ordering::Relaxed) != tick {
+                eprintln!(
+                    "{:>6} ms cwnd {:>6} segs srtt {:?} rtx {} dropped {}",
+                    now.0 / 1000,
+                    a.cwnd() / a.mss(),
+                    a.srtt(),
+                    a.stats.retransmits,
+                    path.dropped
+                );
+            }
+        }
+    }
+    Outcome {
+        per_second,
+        retransmits: a.stats.retransmits,
+        dropped: path.dropped,
+        longest_stall,
+    }
+}
+
+fn report(what: &str, o: &Outcome, rate_mbit: u64) {
+    let mbit: Vec<u64> = o.per_second.iter().map(|b| b * 8 / 1_000_000).collect();
+    eprintln!(
+        "{what}: Mbit/s per second {mbit:?} (rate {rate_mbit}); {} retransmitted, {} dropped \
+         at the bottleneck, longest stall {:?}",
+        o.retransmits, o.dropped, o.longest_stall
+    );
+}
+
+#[test]
+fn slow_start_overshoot_into_a_one_bdp_queue_recovers_and_fills_the_path() {
+    for (rate, rtt) in [(1000, 20), (200, 80)] {
+        let o = bulk(rate, rtt, 8);
+        report(&format!("{rate} Mbit/s, {rtt} ms"), &o, rate);
+        assert!(o.dropped > 0, "slow start never reached the queue's limit");
+        // Recovery takes round trips, not a retransmission timeout and its slow start.
+        assert!(
+            o.longest_stall < Duration::from_millis(4 * rtt),
+            "stalled for {:?}",
+            o.longest_stall
+        );
+        // From the third second on, the bottleneck is kept at least 90% busy.
+        let payload_share = 1448.0 / (1448.0 + 52.0 + 38.0);
+        for (s, &bytes) in o.per_second.iter().enumerate().skip(2) {
+            let mbit = bytes as f64 * 8.0 / 1e6;
+            assert!(
+                mbit >= 0.9 * rate as f64 * payload_share,
+                "second {s}: {mbit:.0} Mbit/s through a {rate} Mbit/s bottleneck"
+            );
+        }
+    }
+}
