@@ -94,6 +94,8 @@ fn bulk(rate_mbit: u64, rtt_ms: u64, secs: u64) -> Outcome {
     let mut sink = vec![0u8; 1 << 20];
     let mut per_second = vec![0u64; secs as usize];
     let (mut last_delivery, mut longest_stall) = (None::<Instant>, Duration::ZERO);
+    let trace = std::env::var_os("BOTTLENECK_TRACE").is_some();
+    let mut last_tick = 0;
     while now < end {
         if a.state() == State::Established {
             while a.send(&chunk, now) > 0 {}
@@ -149,11 +151,11 @@ fn bulk(rate_mbit: u64, rtt_ms: u64, secs: u64) -> Outcome {
                 t.on_timer(now);
             }
         }
-        if std::env::var_os("BOTTLENECK_TRACE").is_some() && now.0 / 100_000 != 0 {
-            // One line per 100 ms.
-            static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        // BOTTLENECK_TRACE=1: one line per 100 ms of simulated time.
+        if trace {
             let tick = now.0 / 100_000;
-            if LAST.swap(tick, std::sync::atomic::Ordering::Relaxed) != tick {
+            if tick != last_tick {
+                last_tick = tick;
                 eprintln!(
                     "{:>6} ms cwnd {:>6} segs srtt {:?} rtx {} dropped {}",
                     now.0 / 1000,

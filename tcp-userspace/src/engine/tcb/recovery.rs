@@ -75,15 +75,19 @@ impl Tcb {
         }
     }
 
+    /// What of a range found lost is still missing (neither acknowledged nor SACKed).
+    fn still_missing(&self, (l, r): (SeqNum, SeqNum)) -> Option<(SeqNum, SeqNum)> {
+        let l = l.max(self.snd_una);
+        (l < r && !self.is_sacked(l, r)).then_some((l, r))
+    }
+
     /// The next retransmission found lost, trimmed to what is still missing.
     fn next_relost(&mut self, mss: usize) -> Option<(SeqNum, usize)> {
-        while let Some(&(l, r)) = self.relost.front() {
-            let l = l.max(self.snd_una);
-            if l >= r || self.is_sacked(l, r) {
-                self.relost.pop_front();
-                continue;
+        while let Some(&range) = self.relost.front() {
+            if let Some((l, r)) = self.still_missing(range) {
+                return Some((l, (r - l).min(mss)));
             }
-            return Some((l, (r - l).min(mss)));
+            self.relost.pop_front();
         }
         None
     }
@@ -92,14 +96,8 @@ impl Tcb {
     fn relost_bytes(&self) -> usize {
         self.relost
             .iter()
-            .map(|&(l, r)| {
-                let l = l.max(self.snd_una);
-                if l >= r || self.is_sacked(l, r) {
-                    0
-                } else {
-                    r - l
-                }
-            })
+            .filter_map(|&range| self.still_missing(range))
+            .map(|(l, r)| r - l)
             .sum()
     }
 

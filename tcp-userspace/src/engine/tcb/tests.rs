@@ -570,8 +570,8 @@ fn established_from_a_cookie_handshake() {
     );
 }
 
-#[test]
-fn retransmission_after_timeout_skips_sacked_data() {
+/// An established connection with SACK that sent `segments` full segments of 1400 bytes.
+fn sack_connection_that_sent(segments: usize) -> Tcb {
     let (l, r) = addrs();
     let config = EngineConfig {
         sack: true,
@@ -582,8 +582,14 @@ fn retransmission_after_timeout_skips_sacked_data() {
     let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
     sent_one(&mut tcb);
     tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(1));
-    tcb.send(&[9u8; 4 * 1400], t(2));
-    assert_eq!(tcb.take_outgoing().len(), 4);
+    tcb.send(&vec![9u8; segments * 1400], t(2));
+    assert_eq!(tcb.take_outgoing().len(), segments);
+    tcb
+}
+
+#[test]
+fn retransmission_after_timeout_skips_sacked_data() {
+    let mut tcb = sack_connection_that_sent(4);
     // Of the four segments 0..=3 the peer reports holding segment 1 only.
     let mut a = seg(ACK, IRS + 1, ISS + 1, b"");
     a.options.sack[0] = Some((ISS + 1 + 1400, ISS + 1 + 2800));
@@ -846,18 +852,7 @@ fn data_is_paced_by_the_timer_not_sent_in_one_burst() {
 
 #[test]
 fn after_a_timeout_old_sacks_do_not_cut_the_window_again() {
-    let (l, r) = addrs();
-    let config = EngineConfig {
-        sack: true,
-        ..cfg()
-    };
-    let mut s = syn();
-    s.options.sack_permitted = true;
-    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
-    sent_one(&mut tcb);
-    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(1));
-    tcb.send(&[9u8; 10 * 1400], t(2));
-    assert_eq!(tcb.take_outgoing().len(), 10);
+    let mut tcb = sack_connection_that_sent(10);
     // Segments 0 and 1 are lost, 2..=9 arrive: fast recovery starts.
     let mut a = seg(ACK, IRS + 1, ISS + 1, b"");
     a.options.sack[0] = Some((ISS + 1 + 2 * 1400, ISS + 1 + 10 * 1400));
