@@ -6,7 +6,6 @@ mod input;
 mod output;
 mod pacing;
 mod recovery;
-pub(crate) use recovery::RxtMark;
 mod timers;
 
 use std::{net::SocketAddr, time::Duration};
@@ -242,7 +241,7 @@ pub struct Tcb {
     /// SACK recovery: each retransmission still unconfirmed, in the order sent, with
     /// SND.MAX at the time (recovery.rs: a lost retransmission is found by what was sent
     /// after it arriving).
-    pub(crate) rxt_marks: std::collections::VecDeque<RxtMark>,
+    pub(crate) rxt_marks: std::collections::VecDeque<recovery::RxtMark>,
     /// SACK recovery: retransmissions found lost, to be sent again (in order).
     pub(crate) relost: std::collections::VecDeque<(SeqNum, SeqNum)>,
     /// The current round (RFC 9406) ends when this is acknowledged.

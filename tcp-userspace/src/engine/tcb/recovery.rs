@@ -40,8 +40,7 @@ impl Tcb {
     /// Entering recovery: the window is reduced, the scan for holes starts at SND.UNA.
     pub(crate) fn enter_sack_recovery(&mut self) {
         self.high_rxt = self.snd_una;
-        self.rxt_marks.clear();
-        self.relost.clear();
+        self.leave_sack_recovery(); // nothing of an earlier recovery carries over
     }
 
     /// Recovery ended (all acknowledged, or a timeout took over).
@@ -63,7 +62,7 @@ impl Tcb {
         };
         let reordering = DUP_THRESH * self.snd_mss;
         while let Some(&m) = self.rxt_marks.front() {
-            if m.end <= self.snd_una || self.is_sacked(m.start.max(self.snd_una), m.end) {
+            if self.still_missing((m.start, m.end)).is_none() {
                 self.rxt_marks.pop_front(); // it arrived
                 continue;
             }
