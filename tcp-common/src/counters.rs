@@ -134,6 +134,25 @@ counters! {
     FlowRedirected = "flow_redirected",
     /// SYNs to a protected port while tcpfront drains on shutdown (passed or dropped).
     SynWhileDraining = "syn_while_draining",
+
+    // The fleet hand-off (see `maps::FLEET_ETHERTYPE`).
+    /// Segments of no local flow handed to the next node of the fleet.
+    FleetHandedOff = "fleet_handed_off",
+    /// Segments another node handed to this one.
+    FleetReceived = "fleet_received",
+    /// Handed-off segments that found their flow here.
+    FleetClaimed = "fleet_claimed",
+    /// Handed-off segments that no node of the fleet had a flow for (dropped, or reset if
+    /// `--invalid-cookie rst`).
+    FleetUnclaimed = "fleet_unclaimed",
+    /// Hellos from the fleet's other nodes.
+    FleetHello = "fleet_hello",
+    /// Segments of no local flow that found no live node to go to (every other node silent):
+    /// dropped, or reset if `--invalid-cookie rst`.
+    FleetNoLiveNode = "fleet_no_live_node",
+    /// Hand-off frames from a MAC address that is not one of the fleet's nodes, or while
+    /// this node is in no fleet: dropped.
+    DropFleetNotNode = "drop_fleet_not_node",
 }
 
 #[cfg(test)]

@@ -27,6 +27,11 @@ pub mod map_names {
     pub const PORTS: &str = "PORTS";
     pub const FLOW_FILTER: &str = "FLOW_FILTER";
     pub const COOKIE: &str = "COOKIE";
+    /// The fleet's nodes by MAC address (their position in `FLEET_RING`; not pinned), the
+    /// ring with when each node was last heard, and the node segments are handed to.
+    pub const FLEET_NODES: &str = "FLEET_NODES";
+    pub const FLEET_RING: &str = "FLEET_RING";
+    pub const FLEET_NEXT: &str = "FLEET_NEXT";
     /// Every map tcpfront pins.
     pub const PINNED: &[&str] = &[
         COUNTERS,
@@ -37,6 +42,8 @@ pub mod map_names {
         FLOW_FILTER,
         COOKIE,
         XSKS,
+        FLEET_RING,
+        FLEET_NEXT,
     ];
 }
 

@@ -31,6 +31,70 @@ pub struct Config {
     pub _pad: u8,
     /// Seed of the flow filter's hash (see `flow_filter_slot`), random per instance.
     pub filter_seed: u64,
+    /// The largest MSS a cookie SYN-ACK offers (0: no limit besides the cookie's table), so
+    /// that a client's largest segment still fits the segment between the nodes of a fleet
+    /// with the hand-off header added (see `FLEET_HANDOFF_LEN`).
+    pub mss_cap_v4: u16,
+    pub mss_cap_v6: u16,
+    /// Fleet hand-off: the number of nodes in the ring (`FLEET_RING`; 0: no fleet, segments
+    /// of no local flow are dropped or reset here) and this node's position in it.
+    pub fleet_size: u8,
+    pub fleet_self: u8,
+    pub _pad2: [u8; 2],
+}
+
+/// Ethertype of a segment one fleet node hands to the next (IEEE 802 "local experimental
+/// ethertype 1"): a segment of a flow this node does not have, which ECMP may have moved
+/// away from the node that does (a node joined or left). Behind the two MAC addresses:
+///
+/// | bytes | field |
+/// |---|---|
+/// | 12..14 | `FLEET_ETHERTYPE` |
+/// | 14 | nodes visited so far (1 from the first node) |
+/// | 15 | `FLEET_KIND_SEGMENT`, or `FLEET_KIND_HELLO` (then nothing follows) |
+/// | 16..22 | the source MAC the first node received the frame with (the router's) |
+/// | 22.. | the frame's own ethertype and everything after it |
+///
+/// The receiving node strips it, restoring the frame as the router sent it, except that it
+/// is now addressed to this node.
+pub const FLEET_ETHERTYPE: u16 = 0x88b5;
+/// Bytes the hand-off header adds to a frame.
+pub const FLEET_HANDOFF_LEN: usize = 10;
+/// Hand-off header kind: a segment handed on.
+pub const FLEET_KIND_SEGMENT: u8 = 0;
+/// Hand-off header kind: a node's sign of life. Each node sends one to every other node every
+/// `FLEET_HELLO_INTERVAL_MS`; a node not heard for `FLEET_DEAD_NS` is skipped by the ring
+/// (a killed node must not swallow segments that the next node may own).
+pub const FLEET_KIND_HELLO: u8 = 1;
+pub const FLEET_HELLO_INTERVAL_MS: u64 = 100;
+pub const FLEET_DEAD_NS: u64 = 400_000_000;
+
+/// The node this one hands segments to: the single value of `FLEET_NEXT`, kept by user
+/// space from `FLEET_RING` (the first node after this one heard within `FLEET_DEAD_NS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FleetNext {
+    pub mac: [u8; 6],
+    /// 0: no other node is alive; segments of unknown flows end here.
+    pub live: u8,
+    pub _pad: u8,
+}
+
+/// A node of the ring: value of `FLEET_RING`, indexed by position.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FleetNode {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    /// When its last hello arrived (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC); 0: never.
+    pub last_seen_ns: u64,
+}
+/// Nodes a fleet may have.
+pub const MAX_FLEET_NODES: u32 = 64;
+
+/// A MAC address as the key of the `FLEET_NODES` map: its six bytes, little-endian, in a u64.
+pub const fn mac_key(mac: [u8; 6]) -> u64 {
+    u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
 }
 
 /// `PORTS` value bit: every IPv4 address of this port is protected (`0.0.0.0:P`).
@@ -225,6 +289,8 @@ pub const fn cookie_mss_index(family: u8, mss: u16) -> u32 {
 mod pod {
     // SAFETY: all of these are #[repr(C)] plain data with explicit padding fields.
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::FleetNode {}
+    unsafe impl aya::Pod for super::FleetNext {}
     unsafe impl aya::Pod for super::ListenKey {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
@@ -237,7 +303,9 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(core::mem::size_of::<Config>(), 16);
+        assert_eq!(core::mem::size_of::<Config>(), 24);
+        assert_eq!(core::mem::size_of::<FleetNode>(), 16);
+        assert_eq!(core::mem::size_of::<FleetNext>(), 8);
         assert_eq!(core::mem::size_of::<ListenKey>(), 20);
         assert_eq!(core::mem::size_of::<FlowKey>(), 40);
         assert_eq!(core::mem::size_of::<FlowValue>(), 40);

@@ -1,5 +1,6 @@
 //! What happens to a segment for a protected port: flows go to user space, SYNs get a cookie
-//! SYN-ACK, cookie ACKs open a flow, everything else without a flow is dropped.
+//! SYN-ACK, cookie ACKs open a flow, everything else without a flow goes on to the next node
+//! of a fleet, or is dropped (or reset) where no node is left to ask.
 
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
@@ -18,7 +19,9 @@ use tcp_common::{
 use crate::{
     FLOW_FILTER, FLOWS, XSKS, cookie,
     count::Counts,
-    csum, listen,
+    csum,
+    fleet::{self, Arrival},
+    listen,
     options::{self, WSCALE_NONE},
     parse::{IPV4_MIN_HLEN, Segment},
     reply::{self, TcpOut},
@@ -34,6 +37,7 @@ pub fn handle(
     class: Counter,
     config: &Config,
     retired: bool,
+    from: Arrival,
     c: Counts,
 ) -> u32 {
     let Some(words) = listen::flow_words(ctx, seg) else {
@@ -49,7 +53,19 @@ pub fn handle(
         .is_some_and(|&n| (n >> shift) & 0xff != 0);
     // SAFETY: read-only lookup of plain data.
     if maybe_flow && unsafe { FLOWS.get(&key) }.is_some() {
+        if from != Arrival::Direct {
+            c.add(Counter::FleetClaimed);
+        }
         return to_user_space(ctx, c);
+    }
+    if from != Arrival::Direct {
+        // The node before had no flow for it and checked its cookie (the fleet shares the
+        // secret); a node never hands on a SYN.
+        if class == Counter::ClassSyn {
+            c.add(Counter::DropNoFlow);
+            return xdp_action::XDP_DROP;
+        }
+        return no_flow(ctx, seg, class, config, from, c);
     }
     if class == Counter::ClassSyn && (config.flags & CFG_DRAINING != 0 || retired) {
         // Shutting down, a new connection would only be reset by the drain; a destination a
@@ -71,13 +87,50 @@ pub fn handle(
     match class {
         Counter::ClassSyn => syn_ack(ctx, seg, config, c),
         Counter::ClassAck | Counter::ClassFin => {
-            cookie_ack(ctx, seg, config, &key, (word, shift), c)
+            cookie_ack(ctx, seg, class, config, &key, (word, shift), c)
         }
-        _ => {
-            c.add(Counter::DropNoFlow);
-            xdp_action::XDP_DROP
+        _ => no_flow(ctx, seg, class, config, from, c),
+    }
+}
+
+/// A segment of no flow here that is no handshake either: the next node of the fleet may
+/// have its flow; where none is left to ask, it is dropped, or an ACK is reset if so
+/// configured.
+#[inline(always)]
+fn no_flow(
+    ctx: &XdpContext,
+    seg: &Segment,
+    class: Counter,
+    config: &Config,
+    from: Arrival,
+    c: Counts,
+) -> u32 {
+    if let Some(verdict) = fleet::hand_off(ctx, config, from, c) {
+        return verdict;
+    }
+    if class != Counter::ClassAck && class != Counter::ClassFin {
+        c.add(Counter::DropNoFlow);
+        return xdp_action::XDP_DROP;
+    }
+    if config.flags & CFG_RST_INVALID_COOKIE != 0
+        && (seg.family != FAMILY_V4 || seg.ip_hlen == IPV4_MIN_HLEN)
+    {
+        // RFC 9293 §3.10.7.1: to an ACK, <SEQ=SEG.ACK><CTL=RST>.
+        let out = TcpOut {
+            seq: seg.ack,
+            ack: 0,
+            flags: RST,
+            window: 0,
+            opts: [0; 5],
+            n_opts: 0,
+        };
+        if reply::write(ctx, seg, &out).is_ok() {
+            c.add(Counter::RstSent);
+            return xdp_action::XDP_TX;
         }
     }
+    c.add(Counter::DropCookieInvalid);
+    xdp_action::XDP_DROP
 }
 
 #[inline(always)]
@@ -138,7 +191,19 @@ fn syn_ack(ctx: &XdpContext, seg: &Segment, config: &Config, c: Counts) -> u32 {
     // SAFETY: helper without arguments.
     let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
     let wscale = (opts.wscale != WSCALE_NONE).then_some(opts.wscale);
-    let Some((cookie, mss)) = cookie::mint(ctx, seg, now_ns, opts.mss, wscale, opts.sack_ok) else {
+    // A fleet keeps room for the hand-off header in the client's largest frame.
+    let cap = if seg.family == FAMILY_V4 {
+        config.mss_cap_v4
+    } else {
+        config.mss_cap_v6
+    };
+    let client_mss = if cap != 0 && opts.mss > cap {
+        cap
+    } else {
+        opts.mss
+    };
+    let Some((cookie, mss)) = cookie::mint(ctx, seg, now_ns, client_mss, wscale, opts.sack_ok)
+    else {
         c.add(Counter::DropNoCookieKey);
         return xdp_action::XDP_DROP;
     };
@@ -204,6 +269,7 @@ fn syn_ack(ctx: &XdpContext, seg: &Segment, config: &Config, c: Counts) -> u32 {
 fn cookie_ack(
     ctx: &XdpContext,
     seg: &Segment,
+    class: Counter,
     config: &Config,
     key: &FlowKey,
     (word, shift): (u32, u32),
@@ -221,25 +287,7 @@ fn cookie_ack(
     let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
     let Some(h) = cookie::check(ctx, seg, now_ns) else {
         c.add(Counter::CookieInvalid);
-        if config.flags & CFG_RST_INVALID_COOKIE != 0
-            && (seg.family != FAMILY_V4 || seg.ip_hlen == IPV4_MIN_HLEN)
-        {
-            // RFC 9293 §3.10.7.1: to an ACK, <SEQ=SEG.ACK><CTL=RST>.
-            let out = TcpOut {
-                seq: seg.ack,
-                ack: 0,
-                flags: RST,
-                window: 0,
-                opts: [0; 5],
-                n_opts: 0,
-            };
-            if reply::write(ctx, seg, &out).is_ok() {
-                c.add(Counter::RstSent);
-                return xdp_action::XDP_TX;
-            }
-        }
-        c.add(Counter::DropCookieInvalid);
-        return xdp_action::XDP_DROP;
+        return no_flow(ctx, seg, class, config, Arrival::Direct, c);
     };
     c.add(Counter::CookieValid);
 

@@ -11,6 +11,8 @@ mod count;
 #[cfg(target_arch = "bpf")]
 mod csum;
 #[cfg(target_arch = "bpf")]
+mod fleet;
+#[cfg(target_arch = "bpf")]
 mod frontdoor;
 #[cfg(target_arch = "bpf")]
 mod listen;
@@ -40,10 +42,12 @@ mod prog {
             CFG_ENABLED, CFG_SCRUB_ALL, Config, FLOW_FILTER_WORDS, FlowKey, FlowValue, ListenKey,
             PROTECTION_NONE, PROTECTION_RETIRED,
         },
+        maps::{FleetNext, FleetNode, MAX_FLEET_NODES},
     };
 
     use crate::{
         count::Counts,
+        fleet::{self, Arrival},
         frontdoor, listen,
         parse::{self, NotTcp},
     };
@@ -67,6 +71,16 @@ mod prog {
     /// The SipHash keys of the SYN cookie and the wall-clock offset (`tcp_common::cookie`).
     #[map(name = "COOKIE")]
     pub static COOKIE: Array<CookieKeys> = Array::with_max_entries(1, 0);
+    /// The fleet's nodes by MAC address (`tcp_common::maps::mac_key`): their position in
+    /// `FLEET_RING`. Hand-off frames are accepted from these only.
+    #[map(name = "FLEET_NODES")]
+    pub static FLEET_NODES: HashMap<u64, u32> = HashMap::with_max_entries(MAX_FLEET_NODES, 0);
+    /// The ring, by position: each node's MAC and when it was last heard.
+    #[map(name = "FLEET_RING")]
+    pub static FLEET_RING: Array<FleetNode> = Array::with_max_entries(MAX_FLEET_NODES, 0);
+    /// The node segments of unknown flows go to: the first live one after this node.
+    #[map(name = "FLEET_NEXT")]
+    pub static FLEET_NEXT: Array<FleetNext> = Array::with_max_entries(1, 0);
     #[map(name = "XSKS")]
     pub static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
     /// Per CPU: a copy of a segment with payload, for its checksum.
@@ -95,6 +109,18 @@ mod prog {
 
     #[inline(always)]
     fn process(ctx: &XdpContext, c: Counts) -> u32 {
+        let Some(config) = CONFIG.get(0) else {
+            return xdp_action::XDP_PASS;
+        };
+        let enabled = config.flags & CFG_ENABLED != 0;
+        let from = if enabled {
+            match fleet::receive(ctx, config, c) {
+                Ok(from) => from,
+                Err(verdict) => return verdict,
+            }
+        } else {
+            Arrival::Direct
+        };
         let seg = match parse::parse(ctx, c) {
             Ok(seg) => seg,
             Err(NotTcp::Pass(reason)) => {
@@ -113,10 +139,7 @@ mod prog {
         c.add(class);
         count_flags(seg.flags, c);
 
-        let Some(config) = CONFIG.get(0) else {
-            return xdp_action::XDP_PASS;
-        };
-        if config.flags & CFG_ENABLED == 0 {
+        if !enabled {
             return xdp_action::XDP_PASS;
         }
         let protection = listen::protection(ctx, &seg);
@@ -137,6 +160,7 @@ mod prog {
             class,
             config,
             protection == PROTECTION_RETIRED,
+            from,
             c,
         )
     }
@@ -175,7 +199,10 @@ mod prog {
 }
 
 #[cfg(target_arch = "bpf")]
-use prog::{COOKIE, FLOW_FILTER, FLOWS, LISTEN, PORTS, SCRATCH, SCRATCH_LEN, XSKS};
+use prog::{
+    COOKIE, FLEET_NEXT, FLEET_NODES, FLEET_RING, FLOW_FILTER, FLOWS, LISTEN, PORTS, SCRATCH,
+    SCRATCH_LEN, XSKS,
+};
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

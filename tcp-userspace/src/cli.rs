@@ -192,6 +192,12 @@ pub struct RunArgs {
     /// direct`) to export; draining or dying, tcpfront closes it and the routes are withdrawn.
     #[arg(long, value_name = "IFNAME")]
     pub announce: Option<String>,
+    /// The fleet's nodes: each node's MAC address on the segment they share with the router,
+    /// comma-separated, this node's included, in the same order on every node. A segment of a
+    /// flow this node does not have (ECMP moved it when a node joined or left) is handed to
+    /// the next node of that ring, until the node that has it takes it.
+    #[arg(long, value_name = "MAC,MAC,...", value_delimiter = ',')]
+    pub fleet_nodes: Vec<String>,
     /// Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464), in the
     /// network namespace tcpfront runs in.
     #[arg(long, value_name = "ADDR:PORT")]

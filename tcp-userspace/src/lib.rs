@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod control;
 pub mod datapath;
 pub mod engine;
+pub mod fleet;
 pub mod instance;
 pub mod logging;
 pub mod metrics;

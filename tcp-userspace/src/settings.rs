@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub cookie_secret: Option<std::path::PathBuf>,
     pub cookie_rotate: Option<String>,
     pub announce: Option<String>,
+    #[serde(default)]
+    pub fleet_nodes: Vec<String>,
     pub congestion: Option<String>,
 }
 
@@ -117,6 +119,9 @@ pub struct RunSettings {
     pub cookie_rotate: Duration,
     /// The TUN device that carries the VIPs for BGP (`--announce`).
     pub announce: Option<String>,
+    /// The fleet's hand-off ring (`--fleet-nodes`); empty: no fleet. Where this node sits
+    /// in it is found on the interface (`fleet::place`), into `fast_path.fleet`.
+    pub fleet_nodes: Vec<crate::fleet::Mac>,
 }
 
 /// Default of `--drain-timeout`.
@@ -426,6 +431,23 @@ impl RunSettings {
                 );
             }
         }
+        let fleet_nodes = if args.fleet_nodes.is_empty() {
+            &file.fleet_nodes
+        } else {
+            &args.fleet_nodes
+        };
+        let fleet_nodes = if fleet_nodes.is_empty() {
+            Vec::new()
+        } else {
+            let nodes = crate::fleet::parse_nodes(fleet_nodes).context("--fleet-nodes")?;
+            if !syn_cookies {
+                bail!(
+                    "--fleet-nodes needs the SYN cookies in XDP (--syn-cookies on): the nodes \
+                     hand each other segments there"
+                );
+            }
+            nodes
+        };
         let drain_timeout = match args.drain_timeout.clone().or(file.drain_timeout.clone()) {
             Some(d) => parse_duration(&d).context("--drain-timeout")?,
             None => DEFAULT_DRAIN_TIMEOUT,
@@ -464,6 +486,7 @@ impl RunSettings {
             cookie_secret,
             cookie_rotate,
             announce,
+            fleet_nodes,
         })
     }
 }

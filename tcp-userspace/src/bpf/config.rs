@@ -3,6 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context as _;
+
+use crate::fleet::FleetPlace;
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData},
@@ -12,8 +14,8 @@ use tcp_common::{
     map_names,
     maps::{
         CFG_DRAIN_DROP_SYNS, CFG_DRAINING, CFG_ENABLED, CFG_RST_INVALID_COOKIE, CFG_SCRUB_ALL,
-        CFG_SYN_COOKIES, Config, FAMILY_V4, FAMILY_V6, LISTEN_RETIRED, LISTEN_SERVING, ListenKey,
-        port_bits, port_retired_bit,
+        CFG_SYN_COOKIES, Config, FAMILY_V4, FAMILY_V6, FleetNode, LISTEN_RETIRED, LISTEN_SERVING,
+        ListenKey, mac_key, port_bits, port_retired_bit,
     },
 };
 
@@ -35,6 +37,8 @@ pub struct FastPathSettings {
     pub filter_seed: u64,
     /// The SYN cookie's keys and clock offset (`tcp_common::cookie`).
     pub cookie_keys: CookieKeys,
+    /// This node's place in its fleet's hand-off ring, if in one.
+    pub fleet: Option<FleetPlace>,
 }
 
 impl Default for FastPathSettings {
@@ -49,6 +53,7 @@ impl Default for FastPathSettings {
             wscale: 7,
             filter_seed: random_seed(),
             cookie_keys: super::cookie::per_instance_keys(),
+            fleet: None,
         }
     }
 }
@@ -173,12 +178,63 @@ pub fn apply(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
             .set(0, s.cookie_keys, 0)
             .context("writing the SYN cookie keys")?;
     }
+    write_fleet_nodes(ebpf, s.fleet.as_ref())?;
     write_config(ebpf, s, false)
 }
 
-/// Rewrites `CONFIG` from `s` (a reload: flags and settings change in place).
+/// Rewrites `CONFIG` and the fleet's nodes from `s` (a reload: flags and settings change in
+/// place). Nodes are added before `CONFIG` points the ring at them.
 pub fn update(ebpf: &mut Ebpf, s: &FastPathSettings) -> anyhow::Result<()> {
+    write_fleet_nodes(ebpf, s.fleet.as_ref())?;
     write_config(ebpf, s, false)
+}
+
+/// `FLEET_RING` and `FLEET_NODES`: the ring of `fleet` by position, and its nodes by MAC
+/// (none without a fleet). A node that stays keeps the time it was last heard, so that a
+/// reload does not make live nodes look dead.
+fn write_fleet_nodes(ebpf: &mut Ebpf, fleet: Option<&FleetPlace>) -> anyhow::Result<()> {
+    let nodes: Vec<[u8; 6]> = fleet
+        .map(|f| f.nodes.iter().map(|m| m.0).collect())
+        .unwrap_or_default();
+    let mut ring: Array<_, FleetNode> = Array::try_from(
+        ebpf.map_mut(map_names::FLEET_RING)
+            .context("the XDP object has no FLEET_RING map")?,
+    )?;
+    let heard: Vec<FleetNode> = ring.iter().filter_map(Result::ok).collect();
+    for (i, mac) in nodes.iter().enumerate() {
+        let last_seen_ns = heard
+            .iter()
+            .find(|n| n.mac == *mac)
+            .map_or(0, |n| n.last_seen_ns);
+        let node = FleetNode {
+            mac: *mac,
+            _pad: [0; 2],
+            last_seen_ns,
+        };
+        ring.set(i as u32, node, 0).context("writing FLEET_RING")?;
+    }
+    for i in nodes.len()..heard.len() {
+        ring.set(i as u32, FleetNode::default(), 0)
+            .context("clearing FLEET_RING")?;
+    }
+    let mut map: HashMap<_, u64, u32> = HashMap::try_from(
+        ebpf.map_mut(map_names::FLEET_NODES)
+            .context("the XDP object has no FLEET_NODES map")?,
+    )?;
+    let keep: Vec<u64> = nodes.iter().map(|m| mac_key(*m)).collect();
+    let stale: Vec<u64> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !keep.contains(k))
+        .collect();
+    for k in stale {
+        map.remove(&k).context("removing a node from FLEET_NODES")?;
+    }
+    for (i, k) in keep.iter().enumerate() {
+        map.insert(k, i as u32, 0)
+            .context("adding a node to FLEET_NODES")?;
+    }
+    Ok(())
 }
 
 /// Switches the program to draining: new SYNs are no longer answered (see `CFG_DRAINING`).
@@ -203,12 +259,18 @@ fn write_config(ebpf: &mut Ebpf, s: &FastPathSettings, draining: bool) -> anyhow
     if s.scrub_all {
         flags |= CFG_SCRUB_ALL;
     }
+    let (mss_cap_v4, mss_cap_v6) = s.fleet.as_ref().map_or((0, 0), FleetPlace::mss_caps);
     let config = Config {
         flags,
         syn_ack_window: s.syn_ack_window,
         wscale: s.wscale,
         _pad: 0,
         filter_seed: s.filter_seed,
+        mss_cap_v4,
+        mss_cap_v6,
+        fleet_size: s.fleet.as_ref().map_or(0, |f| f.nodes.len() as u8),
+        fleet_self: s.fleet.as_ref().map_or(0, |f| f.index as u8),
+        _pad2: [0; 2],
     };
     let mut array: Array<_, Config> = Array::try_from(
         ebpf.map_mut(map_names::CONFIG)

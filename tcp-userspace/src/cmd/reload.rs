@@ -33,6 +33,8 @@ pub struct Live {
     pub health: Option<health::HealthChecker>,
     /// The VIPs' device, while serving with `--announce`.
     pub announcer: Option<crate::announce::Announcer>,
+    /// This node's hellos to the other nodes of its fleet (`--fleet-nodes`).
+    pub hellos: Option<crate::fleet::hello::Hellos>,
 }
 
 /// Applies the configuration file again; on error nothing has changed.
@@ -61,6 +63,9 @@ pub async fn reload(
     // The fast path's secrets stay: flows and cookies in flight depend on them.
     new.fast_path.filter_seed = live.settings.fast_path.filter_seed;
     new.fast_path.cookie_keys = live.settings.fast_path.cookie_keys;
+    if !new.fleet_nodes.is_empty() {
+        new.fast_path.fleet = Some(crate::fleet::place(&new.iface, &new.fleet_nodes)?);
+    }
 
     // A secret file is read again: a new secret takes over at the next epoch boundary.
     let secret = match &new.cookie_secret {
@@ -118,6 +123,20 @@ pub async fn reload(
         if let Ok(mut st) = state.status.lock() {
             st.announced = a.announced();
         }
+    }
+    if new.fast_path.fleet != live.settings.fast_path.fleet {
+        live.hellos = match &new.fast_path.fleet {
+            Some(place) => {
+                let paths = crate::instance::Paths::new(&new.iface)?;
+                let liveness = crate::fleet::liveness::Liveness::open(
+                    &paths.pin(tcp_common::map_names::FLEET_RING),
+                    &paths.pin(tcp_common::map_names::FLEET_NEXT),
+                    place,
+                )?;
+                Some(crate::fleet::hello::start(&new.iface, place, liveness)?)
+            }
+            None => None,
+        };
     }
     // The old checks stop as their handle drops.
     live.health = pool.as_deref().map(health::spawn);

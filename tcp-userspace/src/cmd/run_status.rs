@@ -48,6 +48,7 @@ pub fn status_info(
         backends: Vec::new(),
         announce: s.announce.clone(),
         announced: Vec::new(),
+        fleet: None,
     };
     refresh_status(&mut st, s);
     st
@@ -56,6 +57,11 @@ pub fn status_info(
 /// The parts of `status` a reload may change.
 pub fn refresh_status(st: &mut StatusInfo, s: &RunSettings) {
     st.listen = s.fast_path.listen.clone();
+    st.fleet = s
+        .fast_path
+        .fleet
+        .as_ref()
+        .map(crate::fleet::FleetPlace::describe);
     st.upstream = s.upstream.as_ref().map(|u| match u {
         Upstream::Pool(p) => p
             .backends

@@ -111,6 +111,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
                 }
             );
         }
+        if let Some(fleet) = &s.fleet {
+            let _ = writeln!(out, "  fleet: {fleet}");
+        }
         if let Some(balance) = &s.balance {
             let _ = writeln!(
                 out,

@@ -257,6 +257,9 @@ pub struct StatusInfo {
     pub announce: Option<String>,
     #[serde(default)]
     pub announced: Vec<std::net::IpAddr>,
+    /// This node's place in its fleet's hand-off ring (`--fleet-nodes`), if in one.
+    #[serde(default)]
+    pub fleet: Option<String>,
 }
 
 /// The key tcpfront's SYN cookies are signed with (never the key material itself).

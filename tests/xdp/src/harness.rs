@@ -48,6 +48,16 @@ impl Harness {
         })
     }
 
+    /// Takes one of the program's array maps out of the harness (for user-space code that
+    /// owns its maps, as the daemon's tasks do).
+    pub fn take_array(&mut self, name: &str) -> anyhow::Result<MapData> {
+        match self.ebpf.take_map(name) {
+            Some(aya::maps::Map::Array(data)) => Ok(data),
+            Some(_) => anyhow::bail!("{name} is not an array"),
+            None => anyhow::bail!("no {name}"),
+        }
+    }
+
     /// Replaces the SYN cookie keys and clock offset the program reads.
     pub fn set_cookie_keys(&mut self, keys: CookieKeys) -> anyhow::Result<()> {
         let mut map: Array<&mut MapData, CookieKeys> =
