@@ -26,6 +26,8 @@ pub const VIP: &str = "10.77.9.1";
 pub const ROUTER: &str = "10.77.0.1";
 pub const CLIENT: &str = "10.77.1.2";
 pub const NODE_ADDRS: [&str; 2] = ["10.77.0.11", "10.77.0.12"];
+/// The nodes' MAC addresses on the segment: fixed, so that `--fleet-nodes` can list them.
+pub const NODE_MACS: [&str; 2] = ["02:77:00:00:00:11", "02:77:00:00:00:12"];
 /// The name of tcpfront's announcing device in each node (names are per namespace).
 pub const ANNOUNCE_DEV: &str = "tfvip0";
 /// Where each node's backend listens, on its loopback.
@@ -103,6 +105,7 @@ impl Fleet {
             ])?;
             ip(&["-n", r, "link", "set", port, "master", "br0"])?;
             ip(&["-n", r, "link", "set", port, "up"])?;
+            ip(&["-n", nns, "link", "set", nif, "address", NODE_MACS[i]])?;
             ip(&["-n", nns, "addr", "add", &format!("{addr}/24"), "dev", nif])?;
             ip(&["-n", nns, "link", "set", nif, "up"])?;
             ip(&["-n", nns, "route", "add", "default", "via", ROUTER])?;
@@ -161,11 +164,15 @@ impl Fleet {
     }
 
     /// tcpfront on node `i`: the VIP on port 80, relayed to the node's backend, the shared
-    /// cookie `secret`, the VIP announced; `extra` arguments after those.
+    /// cookie `secret`, the VIP announced, both nodes in the hand-off ring; `extra`
+    /// arguments after those.
     pub fn start_node(&self, i: usize, secret: &str, extra: &[&str]) -> anyhow::Result<Tcpfront> {
         let listen = format!("{VIP}:80");
         let upstream = format!("127.0.0.1:{BACKEND_PORT}");
+        let ring = NODE_MACS.join(",");
         let mut args = vec![
+            "--fleet-nodes",
+            &ring,
             "--listen",
             &listen,
             "--upstream",

@@ -1,5 +1,6 @@
 //! A fleet behind BGP and ECMP (namespaces only): a router running BIRD, two tcpfront nodes
-//! announcing the same VIP through their own BIRD, sharing one cookie secret.
+//! announcing the same VIP through their own BIRD, sharing one cookie secret, handing each
+//! other the segments of connections ECMP moved.
 
 use std::{
     io::{ErrorKind, Read as _, Write as _},
@@ -136,12 +137,12 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
         held.push((s, n));
         ensure!(held.len() < 200, "ECMP sends everything one way");
     }
+    let handed_before = counter(&node2, "fleet_handed_off")?;
     let mut n1 = node1.take().context("node 1")?;
     n1.proc.signal(libc::SIGTERM);
     let withdrawn = fleet.wait_next_hops(&[NODE_ADDRS[1]], Duration::from_secs(10))?;
     println!("draining node 1: its route withdrawn after {withdrawn:?}");
     let mut finished = 0;
-    let mut moved_reset = 0;
     for (s, node) in &mut held {
         if node == "node1" {
             // FIN from node 1 (it takes the direct way back, not ECMP).
@@ -150,26 +151,27 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
                 .read(&mut buf)
                 .context("a node 1 client waiting for the drain's FIN")?;
             ensure!(n == 0, "node 1's client got {n} bytes instead of FIN");
+            // What this client sends now reaches node 2, which hands it to node 1: it is
+            // acknowledged there, not reset.
+            s.write_all(b"late\n")
+                .and_then(|()| {
+                    std::thread::sleep(Duration::from_millis(100));
+                    s.write_all(b"later\n")
+                })
+                .context("a node 1 client writing after the withdrawal")?;
+            wait_all_acked(s).context("a node 1 client's data after the withdrawal")?;
             finished += 1;
-            // What this client sends now goes to node 2, which has no such connection.
-            let sent = s.write_all(b"late\n").and_then(|()| {
-                std::thread::sleep(Duration::from_millis(200));
-                s.write_all(b"later\n")
-            });
-            if matches!(
-                sent.as_ref().map_err(std::io::Error::kind),
-                Err(ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
-            ) {
-                moved_reset += 1;
-            }
         } else {
             echo(s, b"during\n").context("a node 2 connection was disturbed by the drain")?;
         }
     }
+    let handed = counter(&node2, "fleet_handed_off")? - handed_before;
+    let claimed = counter(&n1, "fleet_claimed")?;
     println!(
-        "node 1's {finished} open connections got FIN; data their clients sent after the \
-         withdrawal reached node 2 and was reset for {moved_reset} of them"
+        "node 1's {finished} open connections got FIN; what their clients sent after the \
+         withdrawal reached node 2, which handed {handed} segments to node 1 ({claimed} taken)"
     );
+    ensure!(handed > 0 && claimed > 0, "no segment was handed over");
     let mut on_node2 = Vec::new();
     for _ in 0..20 {
         let (mut s, name) = connect(&fleet)?;
@@ -180,36 +182,40 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
         echo(&mut s, b"after\n")?;
         on_node2.push(s);
     }
+    // The clients close; their FINs go the same way, and node 1's drain ends before its
+    // timeout: every connection closed.
+    drop(held);
     let status = n1.proc.wait_timeout(Duration::from_secs(20))?;
     ensure!(status.success(), "node 1 did not drain cleanly: {status}");
-    drop(held);
+    let log = n1.log_text();
+    ensure!(
+        log.contains("drained: every connection closed"),
+        "node 1's drain did not see its connections close:\n{log}"
+    );
 
     // Node 1 back: ECMP rehashes, and some of node 2's established flows now reach node 1,
-    // which does not have them (the limit of hash-threshold ECMP): count them.
+    // which hands their segments to node 2: every connection goes on.
     let n1 = start_node(&fleet, 0, &secret)?;
     fleet.wait_next_hops(&both, Duration::from_secs(30))?;
-    let (mut kept, mut moved) = (0, 0);
-    for s in &mut on_node2 {
-        match echo(s, b"rehash\n") {
-            Ok(()) => kept += 1,
-            Err(e) => {
-                let reset = e.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                    matches!(
-                        io.kind(),
-                        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
-                    )
-                });
-                ensure!(reset, "a moved connection's client saw {e:#}, not a reset");
-                moved += 1;
-            }
-        }
+    let claimed_before = counter(&node2, "fleet_claimed")?;
+    for (i, s) in on_node2.iter_mut().enumerate() {
+        echo(s, b"rehash\n").with_context(|| {
+            format!(
+                "node 2 connection {i} after the rehash\nnode 1: {}\n{}\nnode 2: {}",
+                n1.stats().unwrap_or_default(),
+                n1.log_text(),
+                node2.stats().unwrap_or_default()
+            )
+        })?;
     }
+    let moved = counter(&n1, "fleet_handed_off")?;
+    let claimed = counter(&node2, "fleet_claimed")? - claimed_before;
     println!(
-        "node 1 added back: {moved} of {} established node-2 connections moved to node 1 and \
-         were reset; {kept} went on",
+        "node 1 added back: all {} established node-2 connections went on; node 1 handed \
+         {moved} segments of moved ones to node 2 ({claimed} taken)",
         on_node2.len()
     );
-    ensure!(kept > 0, "every established connection moved");
+    ensure!(moved > 0 && claimed > 0, "ECMP moved none of 20 flows");
     drop(on_node2);
 
     // Node 1 SIGKILLed: its route goes with its process, no clean-up step.
@@ -232,7 +238,8 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
         ensure!(name == "node2");
         echo(&mut s, b"survivor\n")?;
     }
-    // The killed node's client: its segments now reach node 2, which resets them.
+    // The killed node's client: its segments now reach node 2, which hears node 1 no more
+    // and resets them.
     let r = on1.write_all(b"orphan\n").and_then(|()| {
         let mut b = [0u8; 8];
         on1.read(&mut b).map(|_| ())
@@ -245,8 +252,35 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
         ),
         "the killed node's client saw {r:?}, not a reset"
     );
+    ensure!(
+        counter(&node2, "fleet_no_live_node")? > 0,
+        "node 2 still counts node 1 alive: {}",
+        node2.stats()?
+    );
     drop(n1);
     Ok(())
+}
+
+/// Waits until the peer has acknowledged everything written on `s` (SIOCOUTQ: bytes sent
+/// and not yet acknowledged, or not yet sent).
+fn wait_all_acked(s: &TcpStream) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut pending: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one int.
+        if unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut pending) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("SIOCOUTQ");
+        }
+        if pending == 0 {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{pending} bytes still unacknowledged after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A client the router pretends to be (no such host exists behind it).

@@ -250,7 +250,15 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
             }
         );
     }
-    // Announced last: the router sends connections only once everything serves.
+    // Announced last: the router sends connections only once everything serves, and once
+    // the fleet's other nodes are heard (for the flows it moves here; see `fleet`).
+    if let Some(h) = &mut live.hellos {
+        let wait = Duration::from_millis(5 * tcp_common::maps::FLEET_HELLO_INTERVAL_MS);
+        match h.wait_for_a_live_node(wait).await {
+            Some(next) => tracing::info!("fleet: heard {next} before announcing"),
+            None => tracing::warn!("fleet: no other node heard within {wait:?}; serving alone"),
+        }
+    }
     live.announcer = match &settings.announce {
         Some(name) => {
             let a = Announcer::start(name, &announce::vips(&settings.fast_path.listen)).await?;

@@ -19,6 +19,21 @@ const MIN_FRAME: usize = 60;
 /// The hellos of this node, sent until dropped.
 pub struct Hellos {
     task: tokio::task::JoinHandle<()>,
+    /// The node segments of unknown flows go to now (None: no other node alive).
+    next: tokio::sync::watch::Receiver<Option<Mac>>,
+}
+
+impl Hellos {
+    /// Waits until another node of the ring is heard, or `timeout` passes (the first node
+    /// of a fleet hears nobody). Before it announces its VIPs, a node waits here: flows the
+    /// router moves to it at once must find a node to be handed to.
+    pub async fn wait_for_a_live_node(&mut self, timeout: Duration) -> Option<Mac> {
+        let heard = tokio::time::timeout(timeout, self.next.wait_for(Option::is_some)).await;
+        match heard {
+            Ok(Ok(next)) => *next,
+            _ => None,
+        }
+    }
 }
 
 impl Drop for Hellos {
@@ -52,6 +67,7 @@ pub fn start(iface: &str, place: &FleetPlace, mut liveness: Liveness) -> anyhow:
     let others: Vec<Mac> = place.nodes.iter().copied().filter(|n| *n != own).collect();
     let frames: Vec<(Mac, [u8; MIN_FRAME])> =
         others.iter().map(|&n| (n, hello_frame(own, n))).collect();
+    let (next_tx, next) = tokio::sync::watch::channel(None);
     let task = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_millis(FLEET_HELLO_INTERVAL_MS));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,18 +79,25 @@ pub fn start(iface: &str, place: &FleetPlace, mut liveness: Liveness) -> anyhow:
                 }
             }
             match liveness.refresh() {
-                Ok((Some(next), true)) => {
-                    tracing::info!("fleet: segments of unknown flows go to {next}");
+                Ok((next, changed)) => {
+                    if changed {
+                        match next {
+                            Some(n) => {
+                                tracing::info!("fleet: segments of unknown flows go to {n}");
+                            }
+                            None => tracing::warn!(
+                                "fleet: no other node heard lately; segments of unknown flows \
+                                 end here"
+                            ),
+                        }
+                        let _ = next_tx.send(next);
+                    }
                 }
-                Ok((None, true)) => tracing::warn!(
-                    "fleet: no other node heard lately; segments of unknown flows end here"
-                ),
-                Ok(_) => {}
                 Err(e) => tracing::warn!("fleet: {e:#}"),
             }
         }
     });
-    Ok(Hellos { task })
+    Ok(Hellos { task, next })
 }
 
 fn send(fd: &OwnedFd, ifindex: u32, to: &Mac, frame: &[u8]) -> std::io::Result<()> {
