@@ -1,7 +1,8 @@
 //! `cargo xtask demo fleet`: two tcpfront nodes behind a router that learns their VIP over
 //! eBGP (BIRD in every namespace) and spreads clients over both with ECMP; a handshake
 //! answered by one node completes on the other (shared cookie secret); a node drained, then
-//! killed, leaves the fleet on its own.
+//! killed, leaves the fleet on its own; connections ECMP moves when a node comes back go on
+//! (the nodes hand each other their segments).
 
 use std::{
     io::{Read as _, Write as _},
@@ -113,10 +114,35 @@ pub fn demo() -> anyhow::Result<()> {
     println!("    {}", spread(&fleet, 10)?);
     drop(n1);
 
-    step("node 1 back, then killed (SIGKILL): its TUN device goes with it, so does its route");
+    step("20 connections held open on node 2, then node 1 back: ECMP moves some of them");
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        let (s, _) = connect_and_greet(&fleet.client_ns, SocketAddr::new(VIP.parse()?, 80))?;
+        open.push(s);
+    }
     let n1 = fleet.start_node(0, &secret, &[])?;
     fleet.wait_next_hops(&[NODE_ADDRS[0], NODE_ADDRS[1]], Duration::from_secs(30))?;
-    println!("    back: {}", spread(&fleet, 10)?);
+    let mut went_on = 0;
+    for s in &mut open {
+        let mut back = [0u8; 5];
+        if s.write_all(b"more\n")
+            .and_then(|()| s.read_exact(&mut back))
+            .is_ok()
+        {
+            went_on += 1;
+        }
+    }
+    println!(
+        "    {went_on} of {} went on: node 1 handed {} segments of the moved ones to node 2 \
+         (--fleet-nodes), which took {}",
+        open.len(),
+        Tcpfront::counter(&n1.stats()?, "fleet_handed_off"),
+        Tcpfront::counter(&n2.stats()?, "fleet_claimed")
+    );
+    drop(open);
+
+    step("node 1 killed (SIGKILL): its TUN device goes with it, so does its route");
+    println!("    both serve: {}", spread(&fleet, 10)?);
     n1.proc.signal(libc::SIGKILL);
     let t = Instant::now();
     fleet.wait_next_hops(&[NODE_ADDRS[1]], Duration::from_secs(15))?;
