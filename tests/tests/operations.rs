@@ -452,6 +452,56 @@ fn the_cli_works_under_ip_netns_exec_and_errors_read_like_a_cli() -> anyhow::Res
         stderr.starts_with("error: --recv-buffer") && !stderr.contains("ERROR"),
         "{stderr}"
     );
+    for (ring, extra, says) in [
+        ("02:00:00:00:00:01", None, "at least two nodes"),
+        (
+            "02:00:00:00:00:01,zz:00:00:00:00:02",
+            None,
+            "not a MAC address",
+        ),
+        ("02:00:00:00:00:01,02:00:00:00:00:01", None, "listed twice"),
+        (
+            "02:00:00:00:00:01,02:00:00:00:00:02",
+            Some("--syn-cookies=off"),
+            "needs the SYN cookies",
+        ),
+    ] {
+        let out = Command::new(tcpfront_bin())
+            .args(["run", "--iface", "x", "--echo", "--listen", "0.0.0.0:1"])
+            .args(["--fleet-nodes", ring])
+            .args(extra)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            stderr.starts_with("error: --fleet-nodes") && stderr.contains(says),
+            "--fleet-nodes {ring}: {stderr}"
+        );
+    }
+    // A ring that does not hold this node's interface is refused before anything is set up
+    // (the running instance on the interface is untouched).
+    let out = Command::new(tcpfront_bin())
+        .args([
+            "--netns",
+            &lab.names.front_ns,
+            "run",
+            "--iface",
+            iface,
+            "--echo",
+        ])
+        .args(["--listen", "0.0.0.0:1"])
+        .args(["--fleet-nodes", "02:00:00:00:00:01,02:00:00:00:00:02"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && stderr.contains("--fleet-nodes")
+            && stderr.contains("is not one of the fleet's nodes"),
+        "{stderr}"
+    );
+    ensure!(
+        echo_once(&lab, b"still").is_ok(),
+        "the running instance was disturbed"
+    );
     std::fs::remove_dir_all(&dir)?;
     tf.stop()?;
     Ok(())
