@@ -241,7 +241,17 @@ impl Generator {
                 Ok(()) => {}
                 Err(e) if is_eintr(&e) => {}
                 Err(e) => {
-                    result = Err(e).context("running the flood generator");
+                    let refused = e.chain().any(|c| {
+                        c.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
+                    });
+                    result = Err(e).context(if refused {
+                        "running the flood generator: this kernel refuses BPF_PROG_RUN in \
+                         live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES) to this process, so \
+                         the NIC-like rig cannot run here"
+                    } else {
+                        "running the flood generator"
+                    });
                     break;
                 }
             }
