@@ -51,7 +51,11 @@ fn echo(s: &mut TcpStream, line: &[u8]) -> anyhow::Result<()> {
     s.write_all(line)?;
     let mut back = vec![0; line.len()];
     s.read_exact(&mut back)?;
-    ensure!(back == line, "echoed {back:?}");
+    ensure!(
+        back == line,
+        "echoed {} bytes that differ from those sent",
+        back.len()
+    );
     Ok(())
 }
 
@@ -198,8 +202,11 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
     let n1 = start_node(&fleet, 0, &secret)?;
     fleet.wait_next_hops(&both, Duration::from_secs(30))?;
     let claimed_before = counter(&node2, "fleet_claimed")?;
+    // 16 KiB each way: full-sized segments, which still fit the segment between the nodes
+    // with the hand-off header (the MSS offered leaves room for it).
+    let big: Vec<u8> = (0..16384u32).map(|i| b'a' + (i % 26) as u8).collect();
     for (i, s) in on_node2.iter_mut().enumerate() {
-        echo(s, b"rehash\n").with_context(|| {
+        echo(s, &big).with_context(|| {
             format!(
                 "node 2 connection {i} after the rehash\nnode 1: {}\n{}\nnode 2: {}",
                 n1.stats().unwrap_or_default(),
@@ -215,7 +222,15 @@ fn a_fleet_behind_bgp_ecmp_shares_cookies_drains_and_survives_a_kill() -> anyhow
          {moved} segments of moved ones to node 2 ({claimed} taken)",
         on_node2.len()
     );
-    ensure!(moved > 0 && claimed > 0, "ECMP moved none of 20 flows");
+    ensure!(moved > 0, "ECMP moved none of 20 flows");
+    // Every segment handed on arrived and was taken (a segment too large for the segment
+    // between the nodes would be lost on the way; the client would retransmit it until a
+    // timeout made its kernel pick another flow hash, which veth carries to the router's
+    // ECMP).
+    ensure!(
+        claimed == moved,
+        "node 1 handed {moved} segments to node 2, which took {claimed}"
+    );
     drop(on_node2);
 
     // Node 1 SIGKILLed: its route goes with its process, no clean-up step.
