@@ -2,7 +2,8 @@
 //! bandwidth-delay product (a classic router buffer) and a propagation delay, in simulated
 //! time. Slow start ends by overflowing that queue (a burst of losses in one window); the
 //! sender must recover from it within a few round trips, without a retransmission timeout,
-//! and then keep the bottleneck busy. Deterministic: the clock is the simulation's.
+//! and then keep the bottleneck busy. A lossy variant drops segments at random on the way.
+//! Deterministic: the clock is the simulation's, the losses come from a fixed seed.
 
 use std::{collections::VecDeque, net::SocketAddr, time::Duration};
 
@@ -25,6 +26,12 @@ struct Path {
     to_b: VecDeque<(Instant, TcpRepr)>,
     to_a: VecDeque<(Instant, TcpRepr)>,
     dropped: u64,
+    /// Random loss each way, in parts per million (a lossy link, not the queue).
+    loss_ppm: u64,
+    rng: u64,
+    lost: u64,
+    /// Of those, segments with data (A to B).
+    lost_data: u64,
 }
 
 /// Ethernet framing, preamble and gap: what a segment costs on the wire beyond its IP packet.
@@ -35,7 +42,24 @@ impl Path {
         (20 + seg.header_len() + seg.payload.len()) as u64 + ETHERNET_OVERHEAD
     }
 
+    /// Whether the link loses this segment (xorshift64: deterministic).
+    fn loses(&mut self) -> bool {
+        if self.loss_ppm == 0 {
+            return false;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let lost = self.rng % 1_000_000 < self.loss_ppm;
+        self.lost += u64::from(lost);
+        lost
+    }
+
     fn send_to_b(&mut self, now: Instant, seg: TcpRepr) {
+        if self.loses() {
+            self.lost_data += u64::from(!seg.payload.is_empty());
+            return;
+        }
         let size = Self::wire_bytes(&seg);
         let backlog_ns = self.busy_until.0.saturating_sub(now.0) * 1000;
         let backlog = backlog_ns * self.rate / 1_000_000_000;
@@ -49,6 +73,9 @@ impl Path {
     }
 
     fn send_to_a(&mut self, now: Instant, seg: TcpRepr) {
+        if self.loses() {
+            return;
+        }
         self.to_a.push_back((now + self.delay, seg));
     }
 
@@ -65,13 +92,21 @@ struct Outcome {
     /// Bytes B received in each simulated second.
     per_second: Vec<u64>,
     retransmits: u64,
+    timeouts: u64,
     dropped: u64,
+    lost: u64,
+    lost_data: u64,
     /// Largest gap between two deliveries of new data at B.
     longest_stall: Duration,
 }
 
 /// A sends as fast as its congestion control lets it for `secs` simulated seconds.
 fn bulk(rate_mbit: u64, rtt_ms: u64, secs: u64) -> Outcome {
+    bulk_lossy(rate_mbit, rtt_ms, 0, secs)
+}
+
+/// As `bulk`, with random loss of `loss_ppm` each way on top of the bottleneck's queue.
+fn bulk_lossy(rate_mbit: u64, rtt_ms: u64, loss_ppm: u64, secs: u64) -> Outcome {
     let a_addr: SocketAddr = "10.0.0.1:40000".parse().unwrap();
     let b_addr: SocketAddr = "10.0.0.2:80".parse().unwrap();
     let cfg = EngineConfig::default();
@@ -85,6 +120,10 @@ fn bulk(rate_mbit: u64, rtt_ms: u64, secs: u64) -> Outcome {
         to_b: VecDeque::new(),
         to_a: VecDeque::new(),
         dropped: 0,
+        loss_ppm,
+        rng: 0x9e37_79b9_7f4a_7c15,
+        lost: 0,
+        lost_data: 0,
     };
     let mut now = Instant::ZERO;
     let mut a = Tcb::connect(&cfg, a_addr, b_addr, 0x1234_5678, now);
@@ -170,7 +209,10 @@ fn bulk(rate_mbit: u64, rtt_ms: u64, secs: u64) -> Outcome {
     Outcome {
         per_second,
         retransmits: a.stats.retransmits,
+        timeouts: a.stats.timeouts,
         dropped: path.dropped,
+        lost: path.lost,
+        lost_data: path.lost_data,
         longest_stall,
     }
 }
@@ -178,9 +220,10 @@ fn bulk(rate_mbit: u64, rtt_ms: u64, secs: u64) -> Outcome {
 fn report(what: &str, o: &Outcome, rate_mbit: u64) {
     let mbit: Vec<u64> = o.per_second.iter().map(|b| b * 8 / 1_000_000).collect();
     eprintln!(
-        "{what}: Mbit/s per second {mbit:?} (rate {rate_mbit}); {} retransmitted, {} dropped \
-         at the bottleneck, longest stall {:?}",
-        o.retransmits, o.dropped, o.longest_stall
+        "{what}: Mbit/s per second {mbit:?} (rate {rate_mbit}); {} retransmitted, {} \
+         timeouts, {} dropped at the bottleneck, {} lost on the link ({} with data), longest \
+         stall {:?}",
+        o.retransmits, o.timeouts, o.dropped, o.lost, o.lost_data, o.longest_stall
     );
 }
 
@@ -205,5 +248,27 @@ fn slow_start_overshoot_into_a_one_bdp_queue_recovers_and_fills_the_path() {
                 "second {s}: {mbit:.0} Mbit/s through a {rate} Mbit/s bottleneck"
             );
         }
+    }
+}
+
+/// Random loss on a long path (the WAN bench's 0.1%, both ways): every lost segment is
+/// found by SACK and resent once, without a retransmission timeout and without resending
+/// anything that arrived.
+#[test]
+fn random_loss_is_repaired_segment_for_segment_without_a_timeout() {
+    for (rate, rtt) in [(1000, 80), (1000, 20)] {
+        let o = bulk_lossy(rate, rtt, 1000, 20);
+        report(&format!("{rate} Mbit/s, {rtt} ms, 0.1% loss"), &o, rate);
+        assert!(o.lost_data > 10, "too few losses to tell: {}", o.lost_data);
+        assert_eq!(o.timeouts, 0, "a loss waited for the retransmission timer");
+        assert_eq!(
+            o.retransmits, o.lost_data,
+            "retransmissions against segments lost with data"
+        );
+        assert!(
+            o.longest_stall < Duration::from_millis(4 * rtt),
+            "stalled for {:?}",
+            o.longest_stall
+        );
     }
 }

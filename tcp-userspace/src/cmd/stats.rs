@@ -110,6 +110,7 @@ fn engine_fields(e: &EngineStats) -> Vec<(&'static str, u64)> {
         ("rejected_full", e.rejected_full),
         ("rst_no_conn", e.rst_no_conn),
         ("retransmits", e.retransmits),
+        ("timeouts", e.timeouts),
         ("bad_frames", e.bad_frames),
         ("misrouted", e.misrouted),
         ("misrouted_dropped", e.misrouted_dropped),

@@ -131,6 +131,10 @@ pub struct EngineStats {
     /// RSTs sent to segments of no connection.
     pub rst_no_conn: u64,
     pub retransmits: u64,
+    /// Retransmission timeouts (of closed connections, as `retransmits`): a loss SACK did
+    /// not repair in time.
+    #[serde(default)]
+    pub timeouts: u64,
     /// AF_XDP frames dropped because they did not parse (bad checksum, truncated).
     pub bad_frames: u64,
     /// Frames of a flow that another queue owns, handed to that queue.
@@ -196,6 +200,7 @@ impl EngineStats {
         self.rejected_full += o.rejected_full;
         self.rst_no_conn += o.rst_no_conn;
         self.retransmits += o.retransmits;
+        self.timeouts += o.timeouts;
         self.bad_frames += o.bad_frames;
         self.misrouted += o.misrouted;
         self.misrouted_dropped += o.misrouted_dropped;

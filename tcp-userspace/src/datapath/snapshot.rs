@@ -40,6 +40,7 @@ impl Queue {
             rejected_full: c.rejected_full,
             rst_no_conn: c.rst_no_conn,
             retransmits: c.retransmits,
+            timeouts: c.timeouts,
             bad_frames: self.stats.bad_frames,
             misrouted: self.stats.misrouted,
             misrouted_dropped: self.stats.misrouted_dropped,

@@ -62,6 +62,8 @@ pub struct EngineCounters {
     /// RSTs sent for segments that matched no connection.
     pub rst_no_conn: u64,
     pub retransmits: u64,
+    /// Retransmission timeouts of closed connections.
+    pub timeouts: u64,
 }
 
 struct Entry {
@@ -482,6 +484,7 @@ impl Engine {
         if closing {
             self.counters.closed += 1;
             self.counters.retransmits += e.tcb.stats.retransmits;
+            self.counters.timeouts += e.tcb.stats.timeouts;
             self.states[state_index(State::Closed)] -= 1;
             let key = e.key;
             slot.entry = None;

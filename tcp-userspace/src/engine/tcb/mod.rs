@@ -165,6 +165,8 @@ pub struct TcbStats {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub retransmits: u64,
+    /// Retransmission timeouts (each one a window of one segment and slow start again).
+    pub timeouts: u64,
     pub segments_in: u64,
     pub segments_out: u64,
 }

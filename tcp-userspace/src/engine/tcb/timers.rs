@@ -24,6 +24,7 @@ impl Tcb {
         if self.rtx_at.is_some_and(|t| now >= t) {
             self.rtx_at = None;
             self.retransmit_count += 1;
+            self.stats.timeouts += 1;
             if self.retransmit_count > self.cfg.max_retransmits {
                 self.send_rst(now);
                 self.reset(ResetReason::RetransmitLimit, now);
