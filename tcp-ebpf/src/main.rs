@@ -39,10 +39,9 @@ mod prog {
         classify,
         cookie::CookieKeys,
         maps::{
-            CFG_ENABLED, CFG_SCRUB_ALL, Config, FLOW_FILTER_WORDS, FlowKey, FlowValue, ListenKey,
-            PROTECTION_NONE, PROTECTION_RETIRED,
+            CFG_ENABLED, CFG_SCRUB_ALL, Config, FLOW_FILTER_WORDS, FleetNext, FleetNode, FlowKey,
+            FlowValue, ListenKey, MAX_FLEET_NODES, PROTECTION_NONE, PROTECTION_RETIRED,
         },
-        maps::{FleetNext, FleetNode, MAX_FLEET_NODES},
     };
 
     use crate::{

@@ -15,6 +15,7 @@ use tcpfront_tests::{
     lab::Lab,
     netns::{command_in, run_in, spawn_in},
     process::{ChildGuard, Tcpfront, connect_and_greet, spawn_backend, tcpfront_bin},
+    rawsock::mac_of,
 };
 
 const PORT: u16 = 8080;
@@ -569,7 +570,58 @@ fn a_reload_applies_the_new_file_and_keeps_open_connections() -> anyhow::Result<
     ensure!(name == "b");
     ensure!(status_of(&tf)?["max_conns"] == 500);
 
-    // The connection from before both reloads still moves, byte-exact, through a.
+    // A fleet's ring may change on reload: this node joins one, then its place changes; a
+    // ring without it is refused.
+    let own = mac_of(&lab.names.front_ns, &lab.names.front_if)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let kept = "listen = [\"0.0.0.0:8081\", \"[::]:8081\"]\nupstream = \"127.0.0.1:9142\"\n\
+                max-conns = 500\n";
+    for (ring, place) in [
+        (
+            format!("[\"{own}\", \"02:00:00:00:00:0b\"]"),
+            format!("node 1 of 2 ({own}), hands segments of unknown flows on to 02:00:00:00:00:0b"),
+        ),
+        (
+            format!("[\"02:00:00:00:00:0c\", \"{own}\"]"),
+            format!("node 2 of 2 ({own}), hands segments of unknown flows on to 02:00:00:00:00:0c"),
+        ),
+    ] {
+        let before = tf.log_text().matches("reloaded ").count();
+        std::fs::write(&config, format!("{kept}fleet-nodes = {ring}\n"))?;
+        tf.proc.signal(libc::SIGHUP);
+        wait_until("a fleet reload", Duration::from_secs(5), || {
+            Ok(tf.log_text().matches("reloaded ").count() > before)
+        })?;
+        let st = status_of(&tf)?;
+        ensure!(
+            st["fleet"].as_str().is_some_and(|f| f.starts_with(&place)),
+            "after fleet-nodes = {ring}: {st}"
+        );
+    }
+    let before = tf.log_text().matches("reload refused").count();
+    std::fs::write(
+        &config,
+        format!("{kept}fleet-nodes = [\"02:00:00:00:00:0b\", \"02:00:00:00:00:0c\"]\n"),
+    )?;
+    tf.proc.signal(libc::SIGHUP);
+    wait_until("the refused fleet reload", Duration::from_secs(5), || {
+        Ok(tf.log_text().matches("reload refused").count() > before)
+    })?;
+    ensure!(
+        tf.log_text().contains("is not one of the fleet's nodes"),
+        "the refusal does not say why"
+    );
+    ensure!(
+        status_of(&tf)?["fleet"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("node 2 of 2")),
+        "a refused reload changed the ring"
+    );
+
+    // The connection from before the reloads still moves, byte-exact, through a.
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let done = running.join().expect("transfer panicked")?;

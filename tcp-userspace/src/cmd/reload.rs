@@ -63,9 +63,7 @@ pub async fn reload(
     // The fast path's secrets stay: flows and cookies in flight depend on them.
     new.fast_path.filter_seed = live.settings.fast_path.filter_seed;
     new.fast_path.cookie_keys = live.settings.fast_path.cookie_keys;
-    if !new.fleet_nodes.is_empty() {
-        new.fast_path.fleet = Some(crate::fleet::place(&new.iface, &new.fleet_nodes)?);
-    }
+    new.fast_path.fleet = crate::fleet::place_if_any(&new.iface, &new.fleet_nodes)?;
 
     // A secret file is read again: a new secret takes over at the next epoch boundary.
     let secret = match &new.cookie_secret {
@@ -126,15 +124,7 @@ pub async fn reload(
     }
     if new.fast_path.fleet != live.settings.fast_path.fleet {
         live.hellos = match &new.fast_path.fleet {
-            Some(place) => {
-                let paths = crate::instance::Paths::new(&new.iface)?;
-                let liveness = crate::fleet::liveness::Liveness::open(
-                    &paths.pin(tcp_common::map_names::FLEET_RING),
-                    &paths.pin(tcp_common::map_names::FLEET_NEXT),
-                    place,
-                )?;
-                Some(crate::fleet::hello::start(&new.iface, place, liveness)?)
-            }
+            Some(place) => Some(crate::fleet::hello::start_for_instance(&new.iface, place)?),
             None => None,
         };
     }

@@ -22,7 +22,7 @@ use crate::{
     cli::{RunArgs, XskModeArg},
     control::server::{self as control_server, ControlState},
     datapath::{self, Phase, QueueConfig, QueueControl, QueueHandle, Upstream},
-    fleet::liveness::Liveness,
+    fleet::hello,
     instance::{self, InstanceLock, Paths},
     logging, metrics,
     notify::{self, Notifier},
@@ -63,9 +63,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
     let iface = settings.iface.clone();
     let paths = Paths::new(&iface)?;
     super::interface_index(&iface)?;
-    if !settings.fleet_nodes.is_empty() {
-        settings.fast_path.fleet = Some(crate::fleet::place(&iface, &settings.fleet_nodes)?);
-    }
+    settings.fast_path.fleet = crate::fleet::place_if_any(&iface, &settings.fleet_nodes)?;
     // Resolved once here, so that a bad name fails start-up, not every connection.
     let pool = match &settings.upstream {
         Some(Upstream::Pool(p)) => {
@@ -210,15 +208,7 @@ pub async fn run(args: RunArgs, netns: Option<String>) -> anyhow::Result<()> {
         retired: Vec::new(),
         announcer: None,
         hellos: match &settings.fast_path.fleet {
-            Some(place) => Some(crate::fleet::hello::start(
-                &iface,
-                place,
-                Liveness::open(
-                    &paths.pin(map_names::FLEET_RING),
-                    &paths.pin(map_names::FLEET_NEXT),
-                    place,
-                )?,
-            )?),
+            Some(place) => Some(hello::start_for_instance(&iface, place)?),
             None => None,
         },
     };

@@ -9,7 +9,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tcp_common::maps::{FLEET_ETHERTYPE, FLEET_HELLO_INTERVAL_MS, FLEET_KIND_HELLO};
+use tcp_common::{
+    map_names,
+    maps::{FLEET_ETHERTYPE, FLEET_HELLO_INTERVAL_MS, FLEET_KIND_HELLO},
+};
 
 use super::{FleetPlace, Mac, liveness::Liveness};
 
@@ -50,6 +53,17 @@ pub fn hello_frame(own: Mac, to: Mac) -> [u8; MIN_FRAME] {
     f[12..14].copy_from_slice(&FLEET_ETHERTYPE.to_be_bytes());
     f[15] = FLEET_KIND_HELLO;
     f
+}
+
+/// Starts the hellos of the instance serving `iface`, with its program's pinned ring.
+pub fn start_for_instance(iface: &str, place: &FleetPlace) -> anyhow::Result<Hellos> {
+    let paths = crate::instance::Paths::new(iface)?;
+    let liveness = Liveness::open(
+        &paths.pin(map_names::FLEET_RING),
+        &paths.pin(map_names::FLEET_NEXT),
+        place,
+    )?;
+    start(iface, place, liveness)
 }
 
 /// Starts sending hellos from `iface` (in the current network namespace) to every other

@@ -132,6 +132,15 @@ impl FleetPlace {
     }
 }
 
+/// Places this node on `iface` (in the current network namespace) in the ring of `nodes`,
+/// if there is one (`--fleet-nodes` given).
+pub fn place_if_any(iface: &str, nodes: &[Mac]) -> anyhow::Result<Option<FleetPlace>> {
+    if nodes.is_empty() {
+        return Ok(None);
+    }
+    place(iface, nodes).map(Some)
+}
+
 /// Places this node on `iface` (in the current network namespace) in the ring.
 pub fn place(iface: &str, nodes: &[Mac]) -> anyhow::Result<FleetPlace> {
     let (own, mtu) = interface_mac_and_mtu(iface)
