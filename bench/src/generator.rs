@@ -239,12 +239,9 @@ impl Generator {
         while t0.elapsed() < pace.duration {
             match test_run::run_live(fd.as_fd(), &frame, ifindex, u32::MAX, 64) {
                 Ok(()) => {}
-                Err(e) if is_eintr(&e) => {}
+                Err(e) if is_os_error(&e, libc::EINTR) => {}
                 Err(e) => {
-                    let refused = e.chain().any(|c| {
-                        c.downcast_ref::<std::io::Error>()
-                            .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
-                    });
+                    let refused = is_os_error(&e, libc::EPERM);
                     result = Err(e).context(if refused {
                         "running the flood generator: this kernel refuses BPF_PROG_RUN in \
                          live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES) to this process, so \
@@ -281,10 +278,11 @@ fn seed() -> u64 {
     tcpfront::bpf::config::random_seed() | 1
 }
 
-fn is_eintr(e: &anyhow::Error) -> bool {
+/// Whether `e` was caused by the system error `code`.
+fn is_os_error(e: &anyhow::Error, code: i32) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.raw_os_error() == Some(libc::EINTR))
+            .is_some_and(|io| io.raw_os_error() == Some(code))
     })
 }
 

@@ -78,9 +78,12 @@ pub fn start(iface: &str, place: &FleetPlace, mut liveness: Liveness) -> anyhow:
     // SAFETY: fd is a fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let own = place.nodes[place.index];
-    let others: Vec<Mac> = place.nodes.iter().copied().filter(|n| *n != own).collect();
-    let frames: Vec<(Mac, [u8; MIN_FRAME])> =
-        others.iter().map(|&n| (n, hello_frame(own, n))).collect();
+    let frames: Vec<(Mac, [u8; MIN_FRAME])> = place
+        .nodes
+        .iter()
+        .filter(|&&n| n != own)
+        .map(|&n| (n, hello_frame(own, n)))
+        .collect();
     let (next_tx, next) = tokio::sync::watch::channel(None);
     let task = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_millis(FLEET_HELLO_INTERVAL_MS));
