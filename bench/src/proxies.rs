@@ -89,6 +89,30 @@ impl Running {
             .sum()
     }
 
+    /// tcpfront's engine counters of closed connections (retransmitted segments,
+    /// retransmission timeouts), once every connection but those in TIME-WAIT is closed
+    /// (they are counted when they close), waiting up to `wait`. None for other proxies.
+    pub fn tcpfront_recovery(&self, wait: Duration) -> anyhow::Result<Option<Recovery>> {
+        let Some(tf) = &self.tcpfront else {
+            return Ok(None);
+        };
+        let until = Instant::now() + wait;
+        loop {
+            let stats = tf.stats()?;
+            let e = &stats["engine"];
+            let open = e["connections"].as_u64().unwrap_or(0);
+            let time_wait = e["time_wait"].as_u64().unwrap_or(0);
+            if open <= time_wait || Instant::now() >= until {
+                return Ok(Some(Recovery {
+                    retransmits: e["retransmits"].as_u64().unwrap_or(0),
+                    timeouts: e["timeouts"].as_u64().unwrap_or(0),
+                    still_open: open - time_wait.min(open),
+                }));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tf) = self.tcpfront.take() {
             let status = tf.stop()?;
@@ -97,6 +121,26 @@ impl Running {
             }
         }
         Ok(())
+    }
+}
+
+/// How tcpfront's engine recovered from loss (counters of closed connections).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Recovery {
+    pub retransmits: u64,
+    pub timeouts: u64,
+    /// Connections not yet closed when read (their counts are missing).
+    pub still_open: u64,
+}
+
+impl std::ops::Sub for Recovery {
+    type Output = Recovery;
+    fn sub(self, o: Recovery) -> Recovery {
+        Recovery {
+            retransmits: self.retransmits.saturating_sub(o.retransmits),
+            timeouts: self.timeouts.saturating_sub(o.timeouts),
+            still_open: self.still_open,
+        }
     }
 }
 

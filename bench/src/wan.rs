@@ -17,7 +17,7 @@ use tcpfront_tests::{
 use crate::{
     chart,
     common::{self, ratio},
-    proxies::{self, Proxy},
+    proxies::{self, Proxy, Recovery},
     throughput::iperf,
     upstreams,
 };
@@ -49,6 +49,8 @@ struct Run {
     streams: u32,
     /// Goodput by target, bits per second.
     bps: Vec<(Proxy, f64)>,
+    /// tcpfront's retransmissions and timeouts in this run.
+    tcpfront_recovery: Option<Recovery>,
 }
 
 impl Run {
@@ -110,12 +112,14 @@ fn cell(lab: &Lab, o: &Options, rtt_ms: u64, loss_ppm: u32) -> anyhow::Result<Ce
                 download,
                 streams,
                 bps: Vec::new(),
+                tcpfront_recovery: None,
             })
         })
         .collect();
     for &proxy in &o.targets {
         let running = proxies::start(lab, proxy, upstreams::IPERF)
             .with_context(|| format!("starting {}", proxy.label()))?;
+        let mut recovery = running.tcpfront_recovery(Duration::ZERO)?;
         for run in &mut runs {
             eprintln!(
                 "bench wan: {rtt_ms} ms, {loss_ppm} ppm: {}: {} ...",
@@ -130,6 +134,13 @@ fn cell(lab: &Lab, o: &Options, rtt_ms: u64, loss_ppm: u32) -> anyhow::Result<Ce
                 o.duration,
             )?;
             run.bps.push((proxy, bps));
+            if let Some(before) = recovery {
+                let after = running
+                    .tcpfront_recovery(Duration::from_secs(3))?
+                    .unwrap_or(before);
+                run.tcpfront_recovery = Some(after - before);
+                recovery = Some(after);
+            }
         }
         running.stop()?;
     }
@@ -218,6 +229,36 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
             let _ = writeln!(t);
         }
     }
+    if cells
+        .iter()
+        .flat_map(|c| &c.runs)
+        .any(|r| r.tcpfront_recovery.is_some())
+    {
+        let _ = writeln!(
+            t,
+            "\ntcpfront's engine per run: segments retransmitted / retransmission timeouts"
+        );
+        for c in cells {
+            for r in &c.runs {
+                if let Some(rec) = r.tcpfront_recovery {
+                    let _ = writeln!(
+                        t,
+                        "  {} ms {}% {:<20} {:>6} / {}{}",
+                        c.rtt_ms,
+                        c.loss_ppm as f64 / 1e4,
+                        r.name(),
+                        rec.retransmits,
+                        rec.timeouts,
+                        if rec.still_open > 0 {
+                            " (a connection was still open: incomplete)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
+    }
     print!("{t}");
     let now = common::unix_now();
     let dir = common::results_dir()?;
@@ -243,6 +284,7 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
                 "tcpfront_over_haproxy": r.get(Proxy::Tcpfront).zip(r.get(Proxy::Haproxy))
                     .map(|(a, b)| a / b),
                 "tcpfront_over_rate": r.get(Proxy::Tcpfront).map(|a| a / rate),
+                "tcpfront_recovery": r.tcpfront_recovery,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
