@@ -111,6 +111,7 @@ fn engine_fields(e: &EngineStats) -> Vec<(&'static str, u64)> {
         ("rst_no_conn", e.rst_no_conn),
         ("retransmits", e.retransmits),
         ("timeouts", e.timeouts),
+        ("tail_loss_probes", e.tail_loss_probes),
         ("bad_frames", e.bad_frames),
         ("misrouted", e.misrouted),
         ("misrouted_dropped", e.misrouted_dropped),

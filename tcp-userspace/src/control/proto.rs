@@ -135,6 +135,10 @@ pub struct EngineStats {
     /// not repair in time.
     #[serde(default)]
     pub timeouts: u64,
+    /// Tail loss probes sent (of closed connections): a flight's last segments went
+    /// unanswered for two round trips.
+    #[serde(default)]
+    pub tail_loss_probes: u64,
     /// AF_XDP frames dropped because they did not parse (bad checksum, truncated).
     pub bad_frames: u64,
     /// Frames of a flow that another queue owns, handed to that queue.
@@ -201,6 +205,7 @@ impl EngineStats {
         self.rst_no_conn += o.rst_no_conn;
         self.retransmits += o.retransmits;
         self.timeouts += o.timeouts;
+        self.tail_loss_probes += o.tail_loss_probes;
         self.bad_frames += o.bad_frames;
         self.misrouted += o.misrouted;
         self.misrouted_dropped += o.misrouted_dropped;

@@ -41,6 +41,7 @@ impl Queue {
             rst_no_conn: c.rst_no_conn,
             retransmits: c.retransmits,
             timeouts: c.timeouts,
+            tail_loss_probes: c.tail_loss_probes,
             bad_frames: self.stats.bad_frames,
             misrouted: self.stats.misrouted,
             misrouted_dropped: self.stats.misrouted_dropped,

@@ -66,6 +66,8 @@ pub struct EngineConfig {
     pub congestion: super::cc::Congestion,
     /// Pace data segments at about cwnd/SRTT (see `tcb/pacing.rs`).
     pub pacing: bool,
+    /// Probe for lost tails of flights (RFC 8985 §7, see `tcb/tlp.rs`); needs SACK.
+    pub tail_loss_probe: bool,
 }
 
 impl Default for EngineConfig {
@@ -96,6 +98,7 @@ impl Default for EngineConfig {
             max_connections: 100_000,
             congestion: super::cc::Congestion::default(),
             pacing: true,
+            tail_loss_probe: true,
         }
     }
 }

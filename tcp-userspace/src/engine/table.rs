@@ -64,6 +64,8 @@ pub struct EngineCounters {
     pub retransmits: u64,
     /// Retransmission timeouts of closed connections.
     pub timeouts: u64,
+    /// Tail loss probes (RFC 8985 §7) of closed connections.
+    pub tail_loss_probes: u64,
 }
 
 struct Entry {
@@ -485,6 +487,7 @@ impl Engine {
             self.counters.closed += 1;
             self.counters.retransmits += e.tcb.stats.retransmits;
             self.counters.timeouts += e.tcb.stats.timeouts;
+            self.counters.tail_loss_probes += e.tcb.stats.tail_loss_probes;
             self.states[state_index(State::Closed)] -= 1;
             let key = e.key;
             slot.entry = None;

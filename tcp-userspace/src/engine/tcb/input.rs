@@ -199,6 +199,7 @@ impl Tcb {
         let seq = SeqNum(seg.seq);
         if self.sack_ok {
             self.record_sack(seg, ack);
+            self.tail_loss_probe_ack(seg, ack, now);
             if self.in_sack_recovery() {
                 self.detect_lost_retransmissions();
             }
@@ -252,6 +253,7 @@ impl Tcb {
             if data > 0 {
                 self.events.push(Event::Writable);
             }
+            self.arm_tail_loss_probe(now);
         } else if ack == self.snd_una
             && seg.payload.as_ref().is_empty()
             && seg.flags & (SYN | FIN) == 0
@@ -303,8 +305,10 @@ impl Tcb {
 
     /// Fast retransmit and recovery (RFC 5681 §3.2): the window is reduced; with SACK the
     /// holes go out from `output` (RFC 6675), without, the first one now (RFC 6582).
-    fn enter_recovery(&mut self, in_flight: usize, now: Instant) {
+    pub(super) fn enter_recovery(&mut self, in_flight: usize, now: Instant) {
         self.recover = Some(self.snd_max);
+        self.tlp = None;
+        self.tlp_at = None;
         self.cc.on_fast_retransmit(in_flight, self.snd_mss, now);
         if self.sack_ok {
             self.enter_sack_recovery();

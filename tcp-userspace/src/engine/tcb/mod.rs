@@ -7,6 +7,7 @@ mod output;
 mod pacing;
 mod recovery;
 mod timers;
+mod tlp;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -167,6 +168,9 @@ pub struct TcbStats {
     pub retransmits: u64,
     /// Retransmission timeouts (each one a window of one segment and slow start again).
     pub timeouts: u64,
+    /// Tail loss probes sent (RFC 8985 §7), and losses a retransmitted probe repaired.
+    pub tail_loss_probes: u64,
+    pub tail_losses_repaired: u64,
     pub segments_in: u64,
     pub segments_out: u64,
 }
@@ -248,6 +252,10 @@ pub struct Tcb {
     pub(crate) relost: std::collections::VecDeque<(SeqNum, SeqNum)>,
     /// The current round (RFC 9406) ends when this is acknowledged.
     pub(crate) round_end: SeqNum,
+    /// Tail loss probe (tlp.rs): the probe in flight, if any.
+    pub(crate) tlp: Option<tlp::TlpEpisode>,
+    /// SACK recovery started by a SACKed probe: every unSACKed byte below this is lost.
+    pub(crate) lost_below: Option<SeqNum>,
 
     // Timers (absolute deadlines).
     pub(crate) rtx_at: Option<Instant>,
@@ -258,6 +266,8 @@ pub struct Tcb {
     pub(crate) keepalive_probes: u32,
     pub(crate) time_wait_at: Option<Instant>,
     pub(crate) fin_wait2_at: Option<Instant>,
+    /// The tail loss probe's deadline (PTO).
+    pub(crate) tlp_at: Option<Instant>,
     /// Pacing (pacing.rs): when the next segment may leave, the credit, when it was counted.
     pub(crate) pace_at: Option<Instant>,
     pub(crate) pace_credit: usize,
@@ -351,6 +361,8 @@ impl Tcb {
             rxt_marks: std::collections::VecDeque::new(),
             relost: std::collections::VecDeque::new(),
             round_end: iss,
+            tlp: None,
+            lost_below: None,
             rtx_at: None,
             persist_at: None,
             persist_backoff: 0,
@@ -359,6 +371,7 @@ impl Tcb {
             keepalive_probes: 0,
             time_wait_at: None,
             fin_wait2_at: None,
+            tlp_at: None,
             pace_at: None,
             // A full burst allowance to start with: the initial window leaves at once.
             pace_credit: usize::MAX,
@@ -501,6 +514,7 @@ impl Tcb {
                 self.keepalive_at = None;
                 self.fin_wait2_at = None;
                 self.pace_at = None;
+                self.tlp_at = None;
                 self.time_wait_at = Some(now + self.cfg.msl * 2);
             }
             State::Closed => {
@@ -508,6 +522,7 @@ impl Tcb {
                 self.rtx_at = None;
                 self.persist_at = None;
                 self.pace_at = None;
+                self.tlp_at = None;
                 self.delack_at = None;
                 self.keepalive_at = None;
                 self.time_wait_at = None;
@@ -783,6 +798,7 @@ impl Tcb {
             self.time_wait_at,
             self.fin_wait2_at,
             self.pace_at,
+            self.tlp_at,
         ]
         .into_iter()
         .flatten()

@@ -240,7 +240,8 @@ impl Tcb {
             ..TcpRepr::default()
         };
         let seg = self.finish(seg, now);
-        if self.snd_nxt < self.snd_max {
+        let new_data = self.snd_nxt >= self.snd_max;
+        if !new_data {
             self.stats.retransmits += 1;
         } else {
             self.stats.bytes_out += n as u64;
@@ -262,6 +263,9 @@ impl Tcb {
         self.ack_sent();
         if self.rtx_at.is_none() {
             self.rtx_at = Some(now + self.rtt.rto());
+        }
+        if new_data {
+            self.arm_tail_loss_probe(now);
         }
         self.persist_at = None;
     }

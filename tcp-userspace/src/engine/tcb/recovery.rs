@@ -45,12 +45,13 @@ impl Tcb {
 
     /// Recovery ended (all acknowledged, or a timeout took over).
     pub(crate) fn leave_sack_recovery(&mut self) {
+        self.lost_below = None;
         self.rxt_marks.clear();
         self.relost.clear();
     }
 
     /// Whether the peer SACKed all of [l, r).
-    fn is_sacked(&self, l: SeqNum, r: SeqNum) -> bool {
+    pub(super) fn is_sacked(&self, l: SeqNum, r: SeqNum) -> bool {
         self.sacked.iter().any(|&(a, b)| a <= l && r <= b)
     }
 
@@ -105,6 +106,9 @@ impl Tcb {
         let threshold = DUP_THRESH * self.snd_mss;
         let mut above = 0;
         let mut edge = self.snd_una + self.snd_mss.min(self.snd_max - self.snd_una);
+        if let Some(below) = self.lost_below {
+            edge = edge.max(below);
+        }
         for &(l, r) in self.sacked.iter().rev() {
             above += r - l;
             if above >= threshold {
@@ -163,7 +167,10 @@ impl Tcb {
             if let Some((seq, len)) = relost.or_else(|| self.next_lost(mss)) {
                 let offset = seq - self.snd_buf_seq;
                 let len = len.min(self.snd_buf.len().saturating_sub(offset));
-                if len == 0 {
+                // The lost range may end with our FIN (or be the FIN alone, once all data
+                // is acknowledged): it goes again with the bytes before it.
+                let fin = self.fin_seq == Some(seq + len);
+                if len == 0 && !fin {
                     break;
                 }
                 if !self.pacing_allows(len, now) {
@@ -172,20 +179,20 @@ impl Tcb {
                 self.pacing_spend(len);
                 let saved = self.snd_nxt;
                 self.snd_nxt = seq;
-                let fin = self.close_requested && seq + len == self.buffer_end();
                 self.send_data(offset, len, fin, now);
                 self.snd_nxt = saved.max(self.snd_nxt);
+                let end = seq + len + usize::from(fin);
                 if relost.is_some() {
                     // Sent again: what is left of that range stays queued.
                     if let Some(front) = self.relost.front_mut() {
-                        front.0 = seq + len;
+                        front.0 = end;
                     }
                 } else {
-                    self.high_rxt = seq + len;
+                    self.high_rxt = end;
                 }
                 self.rxt_marks.push_back(RxtMark {
                     start: seq,
-                    end: seq + len,
+                    end,
                     marker: self.snd_max,
                 });
                 continue;

@@ -572,11 +572,17 @@ fn established_from_a_cookie_handshake() {
 
 /// An established connection with SACK that sent `segments` full segments of 1400 bytes.
 fn sack_connection_that_sent(segments: usize) -> Tcb {
+    sack_connection_with(
+        EngineConfig {
+            sack: true,
+            ..cfg()
+        },
+        segments,
+    )
+}
+
+fn sack_connection_with(config: EngineConfig, segments: usize) -> Tcb {
     let (l, r) = addrs();
-    let config = EngineConfig {
-        sack: true,
-        ..cfg()
-    };
     let mut s = syn();
     s.options.sack_permitted = true;
     let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
@@ -589,7 +595,13 @@ fn sack_connection_that_sent(segments: usize) -> Tcb {
 
 #[test]
 fn retransmission_after_timeout_skips_sacked_data() {
-    let mut tcb = sack_connection_that_sent(4);
+    // (The timer here is the retransmission timer's: no tail loss probe first.)
+    let config = EngineConfig {
+        sack: true,
+        tail_loss_probe: false,
+        ..cfg()
+    };
+    let mut tcb = sack_connection_with(config, 4);
     // Of the four segments 0..=3 the peer reports holding segment 1 only.
     let mut a = seg(ACK, IRS + 1, ISS + 1, b"");
     a.options.sack[0] = Some((ISS + 1 + 1400, ISS + 1 + 2800));
@@ -871,4 +883,193 @@ fn after_a_timeout_old_sacks_do_not_cut_the_window_again() {
     assert_eq!(tcb.cwnd(), 2 * 1400, "the window was cut again");
     let out = tcb.take_outgoing();
     assert_eq!(out.first().map(|s| s.seq), Some(ISS + 1 + 1400), "{out:#?}");
+}
+
+/// A SACK connection that sent ten segments of 1400 bytes at 100 ms, with an RTT of 10 ms
+/// measured on the first; returns it and the sequence number of segment `i`.
+fn ten_segments_in_flight() -> (Tcb, impl Fn(u32) -> u32) {
+    let (l, r) = addrs();
+    let config = EngineConfig {
+        sack: true,
+        ..cfg()
+    };
+    let mut s = syn();
+    s.options.sack_permitted = true;
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    tcb.take_outgoing();
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
+    tcb.take_outgoing();
+    tcb.send(&[1u8; 10 * 1400], t(100));
+    assert_eq!(tcb.take_outgoing().len(), 10);
+    (tcb, |i: u32| ISS + 1 + i * 1400)
+}
+
+/// RFC 8985 §7: the last four segments of a flight are lost. No SACK can come, but two
+/// SRTTs after the last ACK a probe (the last segment again) goes; its SACK shows the
+/// three below it lost, and they are retransmitted at once, long before the 200 ms RTO.
+#[test]
+fn a_lost_tail_is_found_by_a_probe_not_a_timeout() {
+    let (mut tcb, at) = ten_segments_in_flight();
+    tcb.on_segment(&seg(ACK, IRS + 1, at(6), b""), t(110));
+    tcb.take_outgoing(); // (slow start sends nothing new: the application sent no more)
+    let probe_at = tcb.next_deadline().unwrap();
+    assert!(
+        probe_at <= t(110) + Duration::from_millis(25),
+        "the probe is due two SRTTs (~20 ms) after the ACK, not at {probe_at:?}"
+    );
+    tcb.on_timer(probe_at);
+    let probe = sent_one(&mut tcb);
+    assert_eq!(
+        (probe.seq, probe.payload.len()),
+        (at(9), 1400),
+        "{probe:#?}"
+    );
+    assert_eq!(tcb.stats.tail_loss_probes, 1);
+    // The receiver SACKs the probe: segments 6, 7 and 8 are missing.
+    let mut sack = seg(ACK, IRS + 1, at(6), b"");
+    sack.options.sack[0] = Some((at(9), at(10)));
+    tcb.on_segment(&sack, probe_at + Duration::from_millis(10));
+    let rtx: Vec<u32> = tcb.take_outgoing().iter().map(|s| s.seq).collect();
+    assert_eq!(rtx, vec![at(6), at(7), at(8)]);
+    tcb.on_segment(
+        &seg(ACK, IRS + 1, at(10), b""),
+        probe_at + Duration::from_millis(20),
+    );
+    assert_eq!(tcb.snd_una(), at(10));
+    assert!(tcb.recover.is_none());
+    assert_eq!(tcb.stats.timeouts, 0);
+    assert_eq!(tcb.stats.retransmits, 4, "the probe and the three holes");
+    // A loss is a loss: the window was reduced as in fast recovery.
+    assert!(tcb.cc.ssthresh() < usize::MAX);
+}
+
+/// The probe (the last segment again) repairs the only loss: the ACK passes the probe's end
+/// without a DSACK, so the window is reduced as fast recovery would have.
+#[test]
+fn a_probe_that_repairs_a_loss_reduces_the_window() {
+    let (mut tcb, at) = ten_segments_in_flight();
+    tcb.on_segment(&seg(ACK, IRS + 1, at(8), b""), t(110));
+    tcb.take_outgoing();
+    let probe_at = tcb.next_deadline().unwrap();
+    tcb.on_timer(probe_at);
+    assert_eq!(sent_one(&mut tcb).seq, at(9));
+    // Segment 9 was lost and the probe filled the hole.
+    tcb.on_segment(
+        &seg(ACK, IRS + 1, at(10), b""),
+        probe_at + Duration::from_millis(10),
+    );
+    assert_eq!(
+        tcb.cc.ssthresh(),
+        usize::MAX,
+        "one ACK at the probe's end decides nothing"
+    );
+    // The next data's ACK goes past the probe, with no DSACK ever having come: a loss.
+    tcb.send(&[2u8; 1400], probe_at + Duration::from_millis(20));
+    assert_eq!(sent_one(&mut tcb).seq, at(10));
+    tcb.on_segment(
+        &seg(ACK, IRS + 1, at(11), b""),
+        probe_at + Duration::from_millis(30),
+    );
+    assert_eq!(tcb.stats.tail_losses_repaired, 1);
+    assert!(tcb.cc.ssthresh() < usize::MAX);
+    assert_eq!(tcb.stats.timeouts, 0);
+}
+
+/// Nothing was lost, only the ACKs were late: the receiver reports the probe as a duplicate
+/// (DSACK, RFC 2883) and the window stays.
+#[test]
+fn a_probe_reported_as_a_duplicate_changes_nothing() {
+    let (mut tcb, at) = ten_segments_in_flight();
+    tcb.on_segment(&seg(ACK, IRS + 1, at(8), b""), t(110));
+    tcb.take_outgoing();
+    let probe_at = tcb.next_deadline().unwrap();
+    tcb.on_timer(probe_at);
+    assert_eq!(sent_one(&mut tcb).seq, at(9));
+    let mut dsack = seg(ACK, IRS + 1, at(10), b"");
+    dsack.options.sack[0] = Some((at(9), at(10)));
+    tcb.on_segment(&dsack, probe_at + Duration::from_millis(10));
+    tcb.send(&[2u8; 1400], probe_at + Duration::from_millis(20));
+    assert_eq!(sent_one(&mut tcb).seq, at(10));
+    tcb.on_segment(
+        &seg(ACK, IRS + 1, at(11), b""),
+        probe_at + Duration::from_millis(30),
+    );
+    assert_eq!(tcb.stats.tail_losses_repaired, 0);
+    assert_eq!(tcb.cc.ssthresh(), usize::MAX, "still in slow start");
+}
+
+/// With new data waiting (held back by the congestion window, with room in the peer's) the
+/// probe carries new data rather than a retransmission, and no window reduction follows.
+#[test]
+fn a_probe_sends_new_data_when_there_is_some() {
+    let (l, r) = addrs();
+    let config = EngineConfig {
+        sack: true,
+        ..cfg()
+    };
+    let mut s = syn();
+    s.options.sack_permitted = true;
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    tcb.take_outgoing();
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
+    tcb.take_outgoing();
+    let at = |i: u32| ISS + 1 + i * 1400;
+    // Twenty segments: the initial window takes what it takes; no ACK comes back.
+    tcb.send(&[1u8; 20 * 1400], t(100));
+    let first = tcb.take_outgoing();
+    let end = first
+        .last()
+        .map(|s| s.seq + s.payload.len() as u32)
+        .unwrap();
+    assert!(end < at(19), "the initial window holds data back");
+    let probe_at = tcb.next_deadline().unwrap();
+    assert!(
+        probe_at < t(100) + Duration::from_millis(200),
+        "{probe_at:?}"
+    );
+    tcb.on_timer(probe_at);
+    let probe = sent_one(&mut tcb);
+    assert_eq!(probe.seq, end, "new data, not a retransmission");
+    let probe_end = probe.seq + probe.payload.len() as u32;
+    assert_eq!(tcb.stats.retransmits, 0);
+    // Everything arrived: the ACKs were only slow. The rest follows, no reduction.
+    tcb.on_segment(
+        &seg(ACK, IRS + 1, probe_end, b""),
+        probe_at + Duration::from_millis(10),
+    );
+    let rest = tcb.take_outgoing();
+    assert_eq!(rest.first().map(|s| s.seq), Some(probe_end));
+    assert_eq!(tcb.cc.ssthresh(), usize::MAX, "no loss, no reduction");
+    tcb.on_segment(
+        &seg(ACK, IRS + 1, at(20), b""),
+        probe_at + Duration::from_millis(20),
+    );
+    assert_eq!(tcb.take_outgoing().len(), 0);
+    assert_eq!(tcb.tlp_at, None, "nothing outstanding, nothing to probe");
+}
+
+/// Fast recovery that began with our FIN in flight: when the ACKs show the data complete
+/// but not the FIN, the FIN is the hole and goes again at once (before, SACK recovery only
+/// resent data and the FIN waited for the retransmission timer).
+#[test]
+fn a_fin_lost_in_recovery_is_resent_without_the_timer() {
+    let config = EngineConfig {
+        sack: true,
+        tail_loss_probe: false,
+        ..cfg()
+    };
+    let mut tcb = sack_connection_with(config, 10);
+    let at = |i: u32| ISS + 1 + i * 1400;
+    tcb.close(t(3));
+    let fin = sent_one(&mut tcb);
+    assert_eq!((fin.flags & FIN, fin.seq), (FIN, at(10)));
+    // Segment 2 and the FIN are lost.
+    let mut a = seg(ACK, IRS + 1, at(2), b"");
+    a.options.sack[0] = Some((at(3), at(10)));
+    tcb.on_segment(&a, t(10));
+    assert_eq!(sent_one(&mut tcb).seq, at(2));
+    tcb.on_segment(&seg(ACK, IRS + 1, at(10), b""), t(20));
+    let again = sent_one(&mut tcb);
+    assert_eq!((again.flags & FIN, again.seq), (FIN, at(10)), "{again:#?}");
+    assert_eq!(tcb.stats.timeouts, 0);
 }

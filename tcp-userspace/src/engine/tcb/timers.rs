@@ -21,6 +21,9 @@ impl Tcb {
             self.delack_at = None;
             self.send_ack(now);
         }
+        // A probe due with the retransmission timer goes instead (RFC 8985 §7.2) and
+        // restarts it.
+        self.on_tail_loss_probe_timer(now);
         if self.rtx_at.is_some_and(|t| now >= t) {
             self.rtx_at = None;
             self.retransmit_count += 1;
@@ -37,6 +40,8 @@ impl Tcb {
             self.cc.on_rto(in_flight, self.snd_mss, now);
             self.recover = None;
             self.leave_sack_recovery();
+            self.tlp = None;
+            self.tlp_at = None;
             self.rto_recover = Some(self.snd_max);
             self.dup_acks = 0;
             self.retransmit(now);
