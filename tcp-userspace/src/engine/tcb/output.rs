@@ -3,7 +3,7 @@
 use super::{OutPayload, OutSegment, State, Tcb};
 use crate::{
     engine::{seq::SeqNum, time::Instant},
-    wire::tcp::{ACK, FIN, PSH, SYN, TcpOptions, TcpRepr},
+    wire::tcp::{ACK, FIN, PSH, RST, SYN, TcpOptions, TcpRepr},
 };
 
 impl Tcb {
@@ -211,11 +211,49 @@ impl Tcb {
             if n > 0 && !self.pacing_allows(n, now) {
                 break;
             }
+            if n == 0 && fin && self.fin_onto_queued_segment(now) {
+                break;
+            }
             self.pacing_spend(n);
             self.send_data(sent, n, fin, now);
             if fin {
                 break;
             }
+        }
+    }
+
+    /// Our first FIN rides on the last data segment if that one is still waiting in the
+    /// outbox (as Linux's `tcp_send_fin` adds it to the last queued skb): a response
+    /// followed by the upstream's close leaves as one segment, and the client answers both
+    /// with one ACK. Returns whether it did.
+    fn fin_onto_queued_segment(&mut self, now: Instant) -> bool {
+        if self.snd_nxt != self.snd_max || self.fin_seq.is_some() {
+            return false;
+        }
+        let Some(last) = self.outbox.last_mut() else {
+            return false;
+        };
+        let OutPayload::Send { len, .. } = last.payload else {
+            return false;
+        };
+        if len == 0 || last.flags & (SYN | RST | FIN) != 0 || SeqNum(last.seq) + len != self.snd_nxt
+        {
+            return false;
+        }
+        last.flags |= FIN;
+        self.snd_nxt = self.snd_nxt + 1u32;
+        self.snd_max = self.snd_nxt;
+        self.fin_sent(now);
+        true
+    }
+
+    /// Our FIN (at SND.NXT − 1) has gone: RFC 9293 §3.10.4 CLOSE's state changes.
+    fn fin_sent(&mut self, now: Instant) {
+        self.fin_seq = Some(self.snd_nxt - 1u32);
+        match self.state {
+            State::Established => self.set_state(State::FinWait1, now),
+            State::CloseWait => self.set_state(State::LastAck, now),
+            _ => {}
         }
     }
 
@@ -252,12 +290,7 @@ impl Tcb {
         self.snd_nxt = self.snd_nxt + n + usize::from(fin);
         self.snd_max = self.snd_max.max(self.snd_nxt);
         if fin {
-            self.fin_seq = Some(self.snd_nxt - 1u32);
-            match self.state {
-                State::Established => self.set_state(State::FinWait1, now),
-                State::CloseWait => self.set_state(State::LastAck, now),
-                _ => {}
-            }
+            self.fin_sent(now);
         }
         self.push_segment(seg);
         self.ack_sent();

@@ -1073,3 +1073,24 @@ fn a_fin_lost_in_recovery_is_resent_without_the_timer() {
     assert_eq!((again.flags & FIN, again.seq), (FIN, at(10)), "{again:#?}");
     assert_eq!(tcb.stats.timeouts, 0);
 }
+
+/// A response and the upstream's close in one batch leave as one segment with FIN (as
+/// Linux adds a FIN to the last queued skb); once the segment was handed out, the FIN goes
+/// alone.
+#[test]
+fn a_fin_rides_on_the_last_queued_data_segment() {
+    let mut tcb = established();
+    tcb.send(b"response", t(20));
+    tcb.close(t(20));
+    let s = sent_one(&mut tcb);
+    assert_seg(&s, ACK | PSH | FIN, ISS + 1, IRS + 1, b"response");
+    assert_eq!(tcb.state(), State::FinWait1);
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1 + 9, b""), t(30));
+    assert_eq!(tcb.state(), State::FinWait2);
+
+    let mut tcb = established();
+    tcb.send(b"response", t(20));
+    assert_eq!(sent_one(&mut tcb).flags & FIN, 0);
+    tcb.close(t(21));
+    assert_seg(&sent_one(&mut tcb), ACK | FIN, ISS + 1 + 8, IRS + 1, b"");
+}
