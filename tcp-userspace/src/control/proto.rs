@@ -130,12 +130,14 @@ pub struct EngineStats {
     pub rejected_full: u64,
     /// RSTs sent to segments of no connection.
     pub rst_no_conn: u64,
+    /// Segments retransmitted, by connections that are closed or in TIME-WAIT (their
+    /// counts are final then).
     pub retransmits: u64,
-    /// Retransmission timeouts (of closed connections, as `retransmits`): a loss SACK did
-    /// not repair in time.
+    /// Retransmission timeouts (counted as `retransmits`): a loss SACK did not repair in
+    /// time.
     #[serde(default)]
     pub timeouts: u64,
-    /// Tail loss probes sent (of closed connections): a flight's last segments went
+    /// Tail loss probes sent (counted as `retransmits`): a flight's last segments went
     /// unanswered for two round trips.
     #[serde(default)]
     pub tail_loss_probes: u64,

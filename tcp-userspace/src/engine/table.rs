@@ -61,10 +61,11 @@ pub struct EngineCounters {
     pub rejected_full: u64,
     /// RSTs sent for segments that matched no connection.
     pub rst_no_conn: u64,
+    /// Segments retransmitted by connections that are closed or in TIME-WAIT.
     pub retransmits: u64,
-    /// Retransmission timeouts of closed connections.
+    /// Retransmission timeouts of those connections.
     pub timeouts: u64,
-    /// Tail loss probes (RFC 8985 §7) of closed connections.
+    /// Tail loss probes (RFC 8985 §7) of those connections.
     pub tail_loss_probes: u64,
 }
 
@@ -478,16 +479,21 @@ impl Engine {
             self.events.push((id, ev));
         }
         let state = e.tcb.state();
-        if state != e.state {
-            self.states[state_index(e.state)] -= 1;
+        let was = e.state;
+        if state != was {
+            self.states[state_index(was)] -= 1;
             self.states[state_index(state)] += 1;
             e.state = state;
         }
-        if closing {
-            self.counters.closed += 1;
+        // A connection's loss counters are final once it is in TIME-WAIT (it sends nothing
+        // but ACKs there) or closed: counted then, not 2·MSL later.
+        if was != State::TimeWait && (state == State::TimeWait || closing) {
             self.counters.retransmits += e.tcb.stats.retransmits;
             self.counters.timeouts += e.tcb.stats.timeouts;
             self.counters.tail_loss_probes += e.tcb.stats.tail_loss_probes;
+        }
+        if closing {
+            self.counters.closed += 1;
             self.states[state_index(State::Closed)] -= 1;
             let key = e.key;
             slot.entry = None;
@@ -698,6 +704,50 @@ mod tests {
         e.poll_timers(Instant::from_millis(4000));
         assert!(e.is_empty());
         assert_eq!(e.counters.reset, 1);
+    }
+
+    /// A connection that closed first sits in TIME-WAIT for 2·MSL; its retransmissions are
+    /// final there and are counted on entry, not a minute later.
+    #[test]
+    fn loss_counters_count_a_connection_once_it_is_in_time_wait() {
+        let mut e = Engine::new(EngineConfig {
+            sack: false,
+            timestamps: false,
+            ..EngineConfig::default()
+        });
+        let (l, r) = (addr("10.0.0.1:80"), addr("10.0.0.2:5000"));
+        e.listen(l);
+        e.on_segment(l, r, &seg(SYN, 100, 0), Instant(0));
+        let iss = e.take_outgoing()[0].seg.seq;
+        e.on_segment(
+            l,
+            r,
+            &seg(ACK, 101, iss.wrapping_add(1)),
+            Instant::from_millis(10),
+        );
+        let id = e.id_of(&(l, r)).unwrap();
+        // One segment of data, lost: the retransmission timer sends it again.
+        e.with(id, Instant::from_millis(20), |t| {
+            t.send(b"reply", Instant::from_millis(20))
+        });
+        e.take_outgoing();
+        e.poll_timers(Instant::from_millis(2_000));
+        assert_eq!(e.take_outgoing().len(), 1, "the retransmission");
+        // Close, the peer acknowledges everything and closes too: TIME-WAIT.
+        e.with(id, Instant::from_millis(2_010), |t| {
+            t.close(Instant::from_millis(2_010))
+        });
+        e.take_outgoing();
+        let mut fin = seg(FIN | ACK, 101, iss.wrapping_add(1 + 5 + 1));
+        fin.window = 1000;
+        e.on_segment(l, r, &fin, Instant::from_millis(2_020));
+        assert_eq!(e.tcb(id).map(|t| t.state()), Some(State::TimeWait));
+        assert_eq!(e.counters.retransmits, 1);
+        assert_eq!(e.counters.closed, 0);
+        // Leaving TIME-WAIT does not count it again.
+        e.poll_timers(Instant::from_millis(200_000));
+        assert!(e.is_empty());
+        assert_eq!((e.counters.closed, e.counters.retransmits), (1, 1));
     }
 
     /// Idle connections cost nothing until their own deadline: 10,000 established ones
