@@ -95,6 +95,10 @@ enum Command {
         /// machine's own default may differ: `sysctl net.ipv4.tcp_congestion_control`).
         #[arg(long, default_value = "cubic")]
         kernel_cc: String,
+        /// Also time HTTP requests for 32 KiB over a new connection each (wrk, latency
+        /// percentiles): where a lost tail costs a timeout or a probe.
+        #[arg(long)]
+        requests: bool,
     },
     /// (Internal) the benchmarks' echo upstream, run in the lab by `bench idle`.
     #[command(hide = true)]
@@ -194,6 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             streams,
             targets,
             kernel_cc,
+            requests,
         } => {
             if duration == 0 || rate_mbit == 0 {
                 bail!("--duration and --rate-mbit must be positive");
@@ -212,6 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 streams,
                 targets: proxies_named(&targets)?,
                 kernel_cc,
+                requests,
             })
         }
         Command::ServeEcho { port } => upstreams::serve_echo(port),

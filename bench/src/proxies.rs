@@ -106,6 +106,7 @@ impl Running {
                 return Ok(Some(Recovery {
                     retransmits: e["retransmits"].as_u64().unwrap_or(0),
                     timeouts: e["timeouts"].as_u64().unwrap_or(0),
+                    tail_loss_probes: e["tail_loss_probes"].as_u64().unwrap_or(0),
                     still_open: open - time_wait.min(open),
                 }));
             }
@@ -129,6 +130,7 @@ impl Running {
 pub struct Recovery {
     pub retransmits: u64,
     pub timeouts: u64,
+    pub tail_loss_probes: u64,
     /// Connections not yet closed when read (their counts are missing).
     pub still_open: u64,
 }
@@ -139,6 +141,7 @@ impl std::ops::Sub for Recovery {
         Recovery {
             retransmits: self.retransmits.saturating_sub(o.retransmits),
             timeouts: self.timeouts.saturating_sub(o.timeouts),
+            tail_loss_probes: self.tail_loss_probes.saturating_sub(o.tail_loss_probes),
             still_open: self.still_open,
         }
     }

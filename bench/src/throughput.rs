@@ -119,6 +119,7 @@ pub fn iperf(
     reverse: bool,
     duration: Duration,
 ) -> anyhow::Result<f64> {
+    wait_upstream_idle(lab, upstreams::IPERF, Duration::from_secs(10))?;
     let mut cmd = command_in(&lab.names.client_ns, "iperf3");
     cmd.args(["-c", &lab::FRONT_V4.to_string(), "-p", &port.to_string()])
         .args(["-P", &streams.to_string(), "-J", "-t"])
@@ -134,6 +135,30 @@ pub fn iperf(
     v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .context("no sum_received in iperf3's output")
+}
+
+/// Waits until the upstream on `port` holds no connection: iperf3 serves one test at a time
+/// and refuses the next while the last one's connections are still closing (over a lossy
+/// emulated path a proxy's teardown can take seconds of FIN retransmissions).
+fn wait_upstream_idle(lab: &Lab, port: u16, limit: Duration) -> anyhow::Result<()> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let out = command_in(&lab.names.front_ns, "ss")
+            .args(["-Htn", "state", "established", "state", "close-wait"])
+            .arg(format!("( sport = :{port} )"))
+            .output()
+            .context("running ss")?;
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= until {
+            eprintln!(
+                "bench: warning: the upstream on port {port} still has connections after {limit:?}"
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Requests per second of `wrk -t1 -c32`, each on its own connection (`Connection: close`):

@@ -13,6 +13,9 @@ use crate::{common, proxies};
 pub const IPERF: u16 = 5201;
 pub const HTTP: u16 = 8081;
 pub const ECHO: u16 = 7000;
+/// The HTTP upstream's path of a `REQUEST_BYTES` body (a static file).
+pub const REQUEST_PATH: &str = "/32k";
+pub const REQUEST_BYTES: usize = 32 * 1024;
 
 /// A running upstream; stopped (and its files removed) when dropped.
 pub struct Upstream {
@@ -53,7 +56,11 @@ pub fn http(lab: &Lab) -> anyhow::Result<Upstream> {
         std::process::id(),
         common::unix_now()
     ));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(dir.join("www"))?;
+    std::fs::write(
+        dir.join("www").join(REQUEST_PATH.trim_start_matches('/')),
+        vec![b'x'; REQUEST_BYTES],
+    )?;
     let conf = format!(
         "worker_processes auto;\n\
          worker_rlimit_nofile {fds};\n\
@@ -72,6 +79,7 @@ pub fn http(lab: &Lab) -> anyhow::Result<Upstream> {
          \x20       listen {HTTP} reuseport backlog=4096;\n\
          \x20       listen [::]:{HTTP} reuseport backlog=4096;\n\
          \x20       location / {{ return 200 \"ok\\n\"; }}\n\
+         \x20       location = {REQUEST_PATH} {{ root {dir}/www; }}\n\
          \x20   }}\n\
          }}\n",
         fds = proxies::FD_LIMIT,

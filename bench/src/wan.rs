@@ -7,10 +7,11 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use serde_json::json;
 use tcpfront_tests::{
     lab::{self, Lab},
+    netns::command_in,
     wan::{Profile, Wan, WanStats, probe::udp_rtts},
 };
 
@@ -33,6 +34,8 @@ pub struct Options {
     /// The kernel's congestion control in both end namespaces (the senders of the kernel
     /// targets, and the client's uploads).
     pub kernel_cc: String,
+    /// Also time 32 KiB HTTP requests, a new connection each.
+    pub requests: bool,
 }
 
 /// One path setting and what was measured on it.
@@ -41,7 +44,19 @@ struct Cell {
     loss_ppm: u32,
     rtt_measured_ms: f64,
     runs: Vec<Run>,
+    /// HTTP request timings by target (with `--requests`), and tcpfront's recovery meanwhile.
+    requests: Vec<(Proxy, Latency)>,
+    requests_recovery: Option<Recovery>,
     wan: Option<WanStats>,
+}
+
+/// `wrk --latency` over new connections: requests per second and percentiles (ms).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+struct Latency {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
 }
 
 struct Run {
@@ -144,6 +159,31 @@ fn cell(lab: &Lab, o: &Options, rtt_ms: u64, loss_ppm: u32) -> anyhow::Result<Ce
         }
         running.stop()?;
     }
+    let mut requests = Vec::new();
+    let mut requests_recovery = None;
+    if o.requests {
+        let _http = upstreams::http(lab)?;
+        for &proxy in &o.targets {
+            let running = proxies::start(lab, proxy, upstreams::HTTP)
+                .with_context(|| format!("starting {}", proxy.label()))?;
+            eprintln!(
+                "bench wan: {rtt_ms} ms, {loss_ppm} ppm: {}: requests ...",
+                proxy.label()
+            );
+            let before = running.tcpfront_recovery(Duration::ZERO)?;
+            requests.push((
+                proxy,
+                request_latency(lab, proxy.port(upstreams::HTTP), o.duration)?,
+            ));
+            if let Some(before) = before {
+                let after = running
+                    .tcpfront_recovery(Duration::from_secs(3))?
+                    .unwrap_or(before);
+                requests_recovery = Some(after - before);
+            }
+            running.stop()?;
+        }
+    }
     let stats = wan.stop()?;
     for (way, d) in [
         ("client→front", &stats.client_to_front),
@@ -162,7 +202,68 @@ fn cell(lab: &Lab, o: &Options, rtt_ms: u64, loss_ppm: u32) -> anyhow::Result<Ce
         loss_ppm,
         rtt_measured_ms,
         runs,
+        requests,
+        requests_recovery,
         wan: Some(stats),
+    })
+}
+
+/// Sixteen connections in turn, each one request for the 32 KiB file and closed
+/// (`Connection: close`): what a lost tail costs shows in the upper percentiles.
+fn request_latency(lab: &Lab, port: u16, duration: Duration) -> anyhow::Result<Latency> {
+    let url = format!("http://{}:{port}{}", lab::FRONT_V4, upstreams::REQUEST_PATH);
+    let out = command_in(&lab.names.client_ns, "wrk")
+        .args(["-t1", "-c16", "--latency", "-H", "Connection: close"])
+        .args(["-d", &format!("{}s", duration.as_secs())])
+        .arg(&url)
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "wrk {url} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if let Some(errors) = text
+        .lines()
+        .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
+    {
+        bail!("wrk {url}: {}", errors.trim());
+    }
+    let percentile = |p: &str| -> anyhow::Result<f64> {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(p))
+            .with_context(|| format!("no {p} line in wrk's output:\n{text}"))?;
+        let value = line.split_whitespace().nth(1).unwrap_or("");
+        duration_ms(value).with_context(|| format!("wrk's {p} value {value:?}"))
+    };
+    let requests_per_sec = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no Requests/sec in wrk's output")?;
+    Ok(Latency {
+        requests_per_sec,
+        p50_ms: percentile("50%")?,
+        p90_ms: percentile("90%")?,
+        p99_ms: percentile("99%")?,
+    })
+}
+
+/// wrk's durations: `812.00us`, `241.35ms`, `1.02s`, `2.00m`.
+fn duration_ms(v: &str) -> Option<f64> {
+    let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => return None,
     })
 }
 
@@ -229,6 +330,47 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
             let _ = writeln!(t);
         }
     }
+    if cells.iter().any(|c| !c.requests.is_empty()) {
+        let _ = write!(
+            t,
+            "\nHTTP requests for {} KiB, a new connection each (wrk -c16): \
+             p50 / p90 / p99 ms, requests/s\n{:<16}",
+            upstreams::REQUEST_BYTES / 1024,
+            "path"
+        );
+        for p in &o.targets {
+            let _ = write!(t, " {:>26}", p.label());
+        }
+        let _ = writeln!(t);
+        for c in cells {
+            let _ = write!(
+                t,
+                "{:<16}",
+                format!("{} ms {}%", c.rtt_ms, c.loss_ppm as f64 / 1e4)
+            );
+            for p in &o.targets {
+                let cell = c
+                    .requests
+                    .iter()
+                    .find(|(q, _)| q == p)
+                    .map_or("-".into(), |(_, l)| {
+                        format!(
+                            "{:.0} / {:.0} / {:.0}, {:.0}/s",
+                            l.p50_ms, l.p90_ms, l.p99_ms, l.requests_per_sec
+                        )
+                    });
+                let _ = write!(t, " {cell:>26}");
+            }
+            if let Some(r) = c.requests_recovery {
+                let _ = write!(
+                    t,
+                    "   (tcpfront: {} retransmitted, {} probes, {} timeouts)",
+                    r.retransmits, r.tail_loss_probes, r.timeouts
+                );
+            }
+            let _ = writeln!(t);
+        }
+    }
     if cells
         .iter()
         .flat_map(|c| &c.runs)
@@ -275,6 +417,9 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
             "loss_ppm": c.loss_ppm,
             "udp_echo_rtt_median_ms": c.rtt_measured_ms,
             "emulator": c.wan,
+            "requests": c.requests.iter().map(|(p, l)| (p.key().to_string(), json!(l)))
+                .collect::<serde_json::Map<_, _>>(),
+            "requests_tcpfront_recovery": c.requests_recovery,
             "runs": c.runs.iter().map(|r| json!({
                 "transfer": r.name(),
                 "download": r.download,
