@@ -137,18 +137,24 @@ pub fn iperf(
         .context("no sum_received in iperf3's output")
 }
 
-/// Waits until the upstream on `port` holds no connection: iperf3 serves one test at a time
-/// and refuses the next while the last one's connections are still closing (over a lossy
-/// emulated path a proxy's teardown can take seconds of FIN retransmissions).
+/// Waits until the upstream on `port` has held no connection for a second: iperf3 serves
+/// one test at a time and resets the next while the last one is still closing. Over a lossy
+/// emulated path a proxy's teardown, or the connection with which `proxies::start` checked
+/// the proxy listens (relayed to iperf3 a round trip later), can take a retransmission
+/// timeout or more to end.
 fn wait_upstream_idle(lab: &Lab, port: u16, limit: Duration) -> anyhow::Result<()> {
+    const QUIET: Duration = Duration::from_secs(1);
     let until = std::time::Instant::now() + limit;
+    let mut quiet_since = std::time::Instant::now();
     loop {
         let out = command_in(&lab.names.front_ns, "ss")
             .args(["-Htn", "state", "established", "state", "close-wait"])
             .arg(format!("( sport = :{port} )"))
             .output()
             .context("running ss")?;
-        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        if !out.stdout.iter().all(u8::is_ascii_whitespace) {
+            quiet_since = std::time::Instant::now();
+        } else if quiet_since.elapsed() >= QUIET {
             return Ok(());
         }
         if std::time::Instant::now() >= until {

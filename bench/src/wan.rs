@@ -213,7 +213,9 @@ fn cell(lab: &Lab, o: &Options, rtt_ms: u64, loss_ppm: u32) -> anyhow::Result<Ce
 fn request_latency(lab: &Lab, port: u16, duration: Duration) -> anyhow::Result<Latency> {
     let url = format!("http://{}:{port}{}", lab::FRONT_V4, upstreams::REQUEST_PATH);
     let out = command_in(&lab.names.client_ns, "wrk")
-        .args(["-t1", "-c16", "--latency", "-H", "Connection: close"])
+        // (A request that takes seconds, its SYN lost twice, is a sample, not an error.)
+        .args(["-t1", "-c16", "--latency", "--timeout", "30s"])
+        .args(["-H", "Connection: close"])
         .args(["-d", &format!("{}s", duration.as_secs())])
         .arg(&url)
         .output()
