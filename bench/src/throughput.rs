@@ -137,6 +137,26 @@ pub fn iperf(
         .context("no sum_received in iperf3's output")
 }
 
+/// `wrk` from the client namespace for `duration`, one connection per request
+/// (`Connection: close`), with `args`; its report.
+pub fn run_wrk(lab: &Lab, url: &str, args: &[&str], duration: Duration) -> anyhow::Result<String> {
+    let out = command_in(&lab.names.client_ns, "wrk")
+        .args(args)
+        .args(["-H", "Connection: close"])
+        .args(["-d", &format!("{}s", duration.as_secs())])
+        .arg(url)
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "wrk {url} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(text)
+}
+
 /// Waits until the upstream on `port` has held no connection for a second: iperf3 serves
 /// one test at a time and resets the next while the last one is still closing. Over a lossy
 /// emulated path a proxy's teardown, or the connection with which `proxies::start` checked
@@ -171,20 +191,7 @@ fn wait_upstream_idle(lab: &Lab, port: u16, limit: Duration) -> anyhow::Result<(
 /// connect, request, `200 ok`, close. Errors are reported, and fail the run above 1%.
 fn wrk(lab: &Lab, port: u16, duration: Duration) -> anyhow::Result<f64> {
     let url = format!("http://{}:{port}/", lab::FRONT_V4);
-    let out = command_in(&lab.names.client_ns, "wrk")
-        .args(["-t1", "-c32", "-H", "Connection: close"])
-        .args(["-d", &format!("{}s", duration.as_secs())])
-        .arg(&url)
-        .output()
-        .context("running wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "wrk {url} failed: {}{}",
-            text,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let text = run_wrk(lab, &url, &["-t1", "-c32"], duration)?;
     let field = |prefix: &str| -> Option<f64> {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(prefix))

@@ -11,7 +11,6 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 use tcpfront_tests::{
     lab::{self, Lab},
-    netns::command_in,
     wan::{Profile, Wan, WanStats, probe::udp_rtts},
 };
 
@@ -19,7 +18,7 @@ use crate::{
     chart,
     common::{self, ratio},
     proxies::{self, Proxy, Recovery},
-    throughput::iperf,
+    throughput::{iperf, run_wrk},
     upstreams,
 };
 
@@ -212,21 +211,13 @@ fn cell(lab: &Lab, o: &Options, rtt_ms: u64, loss_ppm: u32) -> anyhow::Result<Ce
 /// (`Connection: close`): what a lost tail costs shows in the upper percentiles.
 fn request_latency(lab: &Lab, port: u16, duration: Duration) -> anyhow::Result<Latency> {
     let url = format!("http://{}:{port}{}", lab::FRONT_V4, upstreams::REQUEST_PATH);
-    let out = command_in(&lab.names.client_ns, "wrk")
-        // (A request that takes seconds, its SYN lost twice, is a sample, not an error.)
-        .args(["-t1", "-c16", "--latency", "--timeout", "30s"])
-        .args(["-H", "Connection: close"])
-        .args(["-d", &format!("{}s", duration.as_secs())])
-        .arg(&url)
-        .output()
-        .context("running wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "wrk {url} failed: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    // (A request that takes seconds, its SYN lost twice, is a sample, not an error.)
+    let text = run_wrk(
+        lab,
+        &url,
+        &["-t1", "-c16", "--latency", "--timeout", "30s"],
+        duration,
+    )?;
     if let Some(errors) = text
         .lines()
         .find(|l| l.contains("Socket errors") || l.contains("Non-2xx"))

@@ -136,18 +136,22 @@ impl Tcb {
         self.rcv_nxt_acked = self.rcv_nxt;
     }
 
-    /// Sends what the windows allow: new data, then our FIN when the application closed; an
-    /// ACK alone if one is owed and nothing else carried it.
-    pub(crate) fn output(&mut self, now: Instant) {
-        let can_send = matches!(
+    /// The states in which data (or our FIN) may go, or still be unacknowledged.
+    pub(crate) fn sends_data(&self) -> bool {
+        matches!(
             self.state,
             State::Established
                 | State::CloseWait
                 | State::FinWait1
                 | State::Closing
                 | State::LastAck
-        );
-        if can_send {
+        )
+    }
+
+    /// Sends what the windows allow: new data, then our FIN when the application closed; an
+    /// ACK alone if one is owed and nothing else carried it.
+    pub(crate) fn output(&mut self, now: Instant) {
+        if self.sends_data() {
             self.fill_window(now);
         }
         if self.ack_now {

@@ -767,20 +767,7 @@ fn the_send_buffer_follows_the_congestion_window() {
 /// the partial ACK, a round trip later), each once.
 #[test]
 fn sack_recovery_retransmits_every_lost_hole_in_one_round_trip() {
-    let (l, r) = addrs();
-    let config = EngineConfig {
-        sack: true,
-        ..cfg()
-    };
-    let mut s = syn();
-    s.options.sack_permitted = true;
-    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
-    tcb.take_outgoing();
-    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
-    tcb.take_outgoing();
-    tcb.send(&[1u8; 10 * 1400], t(100));
-    assert_eq!(tcb.take_outgoing().len(), 10);
-    let at = |i: u32| ISS + 1 + i * 1400;
+    let (mut tcb, at) = ten_segments_in_flight();
     // Segments 1 and 4 lost: the receiver holds 0, 2-3 and 5-9.
     let mut dup = seg(ACK, IRS + 1, at(1), b"");
     dup.options.sack[0] = Some((at(5), at(10)));
@@ -885,9 +872,8 @@ fn after_a_timeout_old_sacks_do_not_cut_the_window_again() {
     assert_eq!(out.first().map(|s| s.seq), Some(ISS + 1 + 1400), "{out:#?}");
 }
 
-/// A SACK connection that sent ten segments of 1400 bytes at 100 ms, with an RTT of 10 ms
-/// measured on the first; returns it and the sequence number of segment `i`.
-fn ten_segments_in_flight() -> (Tcb, impl Fn(u32) -> u32) {
+/// A SACK connection established at 10 ms (an RTT of 10 ms measured on the handshake).
+fn sack_established_after_10ms() -> Tcb {
     let (l, r) = addrs();
     let config = EngineConfig {
         sack: true,
@@ -899,6 +885,13 @@ fn ten_segments_in_flight() -> (Tcb, impl Fn(u32) -> u32) {
     tcb.take_outgoing();
     tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
     tcb.take_outgoing();
+    tcb
+}
+
+/// A SACK connection that sent ten segments of 1400 bytes at 100 ms, with an RTT of 10 ms
+/// measured on the first; returns it and the sequence number of segment `i`.
+fn ten_segments_in_flight() -> (Tcb, impl Fn(u32) -> u32) {
+    let mut tcb = sack_established_after_10ms();
     tcb.send(&[1u8; 10 * 1400], t(100));
     assert_eq!(tcb.take_outgoing().len(), 10);
     (tcb, |i: u32| ISS + 1 + i * 1400)
@@ -1002,17 +995,7 @@ fn a_probe_reported_as_a_duplicate_changes_nothing() {
 /// probe carries new data rather than a retransmission, and no window reduction follows.
 #[test]
 fn a_probe_sends_new_data_when_there_is_some() {
-    let (l, r) = addrs();
-    let config = EngineConfig {
-        sack: true,
-        ..cfg()
-    };
-    let mut s = syn();
-    s.options.sack_permitted = true;
-    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
-    tcb.take_outgoing();
-    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(10));
-    tcb.take_outgoing();
+    let mut tcb = sack_established_after_10ms();
     let at = |i: u32| ISS + 1 + i * 1400;
     // Twenty segments: the initial window takes what it takes; no ACK comes back.
     tcb.send(&[1u8; 20 * 1400], t(100));

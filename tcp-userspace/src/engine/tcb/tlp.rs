@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use super::{State, Tcb};
+use super::Tcb;
 use crate::{
     engine::{seq::SeqNum, time::Instant},
     wire::tcp::TcpRepr,
@@ -50,14 +50,7 @@ impl Tcb {
             || self.recover.is_some()
             || self.rto_recover.is_some()
             || self.snd_una == self.snd_max
-            || !matches!(
-                self.state,
-                State::Established
-                    | State::CloseWait
-                    | State::FinWait1
-                    | State::Closing
-                    | State::LastAck
-            )
+            || !self.sends_data()
         {
             return;
         }
