@@ -197,6 +197,23 @@ impl Generator {
         Ok(out)
     }
 
+    /// Whether this kernel lets us run the program in live-frames mode on `ifindex` (an
+    /// interface of the calling thread's namespace): one run with a limit of zero, which
+    /// sends nothing.
+    pub fn live_frames_allowed(&mut self, ifindex: u32) -> anyhow::Result<bool> {
+        self.set_pacing(Pacing {
+            limit: 0,
+            rng: seed(),
+            ..Pacing::default()
+        })?;
+        let fd = self.prog()?.fd()?.try_clone()?;
+        match test_run::run_live(fd.as_fd(), &vec![0u8; self.len], ifindex, 1, 1) {
+            Ok(()) => Ok(true),
+            Err(e) if is_os_error(&e, libc::EPERM) => Ok(false),
+            Err(e) => Err(e).context("trying live-frames BPF_PROG_RUN"),
+        }
+    }
+
     /// Sends SYNs out of `ifindex` (an interface of the calling thread's namespace) at the
     /// pace asked for, until `max` or `duration`.
     ///
@@ -274,7 +291,7 @@ impl Generator {
 const XDP_TX: u32 = 3;
 
 /// A non-zero seed for the generator's xorshift, different every flood.
-fn seed() -> u64 {
+pub fn seed() -> u64 {
     tcpfront::bpf::config::random_seed() | 1
 }
 

@@ -4,6 +4,7 @@
 pub mod chart;
 pub mod common;
 pub mod ebpf;
+pub mod echo;
 pub mod generator;
 pub mod idle;
 pub mod micro;

@@ -39,6 +39,11 @@ enum Command {
             default_value = "kernel,synproxy,tcpfront"
         )]
         targets: Vec<String>,
+        /// The flood generator: `live` (live-frames BPF_PROG_RUN), `echo` (the client's
+        /// sink turns SYN-ACKs into fresh SYNs, for kernels that refuse live frames) or
+        /// `auto` (live where allowed).
+        #[arg(long, default_value = "auto")]
+        generator: tcpfront_bench::rig::GeneratorChoice,
     },
     /// Bulk throughput (iperf3, 1 and 8 streams, both directions) and new connections per
     /// second (wrk against nginx), direct and through HAProxy, nginx stream and tcpfront.
@@ -145,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rates_k,
             v6,
             targets,
+            generator,
         } => {
             if !(step_secs.is_finite() && step_secs >= 0.5) {
                 bail!("--step-secs must be at least 0.5");
@@ -158,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 step: Duration::from_secs_f64(step_secs),
                 rates,
                 v6,
+                generator,
                 targets: targets
                     .iter()
                     .map(|t| target(t))

@@ -15,9 +15,42 @@ use tcpfront_tests::{
 
 use crate::{
     common::{self, Background},
+    echo::{self, SeedSocket},
     generator::{self, Generator},
     sink::{Pass, Sink, SinkCounts},
 };
+
+/// Which generator floods the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeneratorChoice {
+    /// Live frames where the kernel allows them, else the echo.
+    Auto,
+    /// `flood_gen` under live-frames BPF_PROG_RUN.
+    Live,
+    /// The sink turns SYN-ACKs into fresh SYNs (`echo.rs`).
+    Echo,
+}
+
+impl std::str::FromStr for GeneratorChoice {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "live" => Ok(Self::Live),
+            "echo" => Ok(Self::Echo),
+            _ => bail!("--generator: {s:?} is not one of auto, live, echo"),
+        }
+    }
+}
+
+/// The generator in use: the seeds and their socket for the echo.
+enum Flooder {
+    Live,
+    Echo {
+        socket: SeedSocket,
+        seeds: Vec<Vec<u8>>,
+    },
+}
 
 pub const PORT: u16 = 8080;
 
@@ -57,17 +90,21 @@ pub struct Rig {
     pub lab: Lab,
     pub target_cpu: usize,
     pub rig_cpu: usize,
-    sink: Sink,
+    /// None while a flood runs on another thread.
+    sink: Option<Sink>,
+    flooder: Flooder,
     _server: Background<()>,
     /// The listener's thread (the kernel targets' application, tcpfront's upstream).
     server_tid: u32,
     generator: Option<Generator>,
     pub v6: bool,
     _no_halt: common::NoHalt,
+    /// The echo's round trips wait on the rig's CPU too.
+    _no_halt_rig: Option<common::NoHalt>,
 }
 
 impl Rig {
-    pub fn new(v6: bool) -> anyhow::Result<Self> {
+    pub fn new(v6: bool, choice: GeneratorChoice) -> anyhow::Result<Self> {
         let cpus = common::cpus();
         if cpus < 2 {
             bail!("the rig needs two CPUs (one for the target, one for the rest)");
@@ -84,7 +121,7 @@ impl Rig {
             sysctl(&n.front_ns, key, value)?;
         }
         let iface = n.client_if.clone();
-        let sink = run_in(&n.client_ns, move || {
+        let mut sink = run_in(&n.client_ns, move || {
             Sink::attach(&iface, lab::CLIENT_V4, lab::CLIENT_V6)
         })?;
         // The rig's side must never be what drops SYN-ACKs: the client veth's NAPI thread
@@ -98,7 +135,38 @@ impl Rig {
             mac_of(&n.front_ns, &n.front_if)?,
             PORT,
         );
-        let generator = Some(Generator::new(&spec)?);
+        let mut generator = Generator::new(&spec)?;
+        let live = match choice {
+            GeneratorChoice::Echo => false,
+            GeneratorChoice::Live => true,
+            GeneratorChoice::Auto => {
+                let iface = n.client_if.clone();
+                let (g, allowed) = run_in(&n.client_ns, move || {
+                    let allowed = ifindex(&iface).and_then(|i| generator.live_frames_allowed(i));
+                    Ok((generator, allowed))
+                })?;
+                generator = g;
+                let allowed = allowed?;
+                if !allowed {
+                    eprintln!(
+                        "bench synflood: this kernel refuses live-frames BPF_PROG_RUN to this \
+                         process (EPERM); flooding with the echo generator instead"
+                    );
+                }
+                allowed
+            }
+        };
+        let echo = !live;
+        let flooder = if live {
+            Flooder::Live
+        } else {
+            sink.set_echo_template(generator::template(&spec)?)?;
+            let seeds = generator.sample(4096, 0)?;
+            let iface = n.client_if.clone();
+            let socket = run_in(&n.client_ns, move || SeedSocket::open(&iface))?;
+            Flooder::Echo { socket, seeds }
+        };
+        let generator = Some(generator);
         let no_halt = common::NoHalt::on(target_cpu);
         if !no_halt.active() {
             eprintln!(
@@ -109,17 +177,39 @@ impl Rig {
             lab,
             target_cpu,
             rig_cpu,
-            sink,
+            sink: Some(sink),
+            flooder,
             _server: server,
             server_tid,
             generator,
             v6,
             _no_halt: no_halt,
+            _no_halt_rig: echo.then(|| common::NoHalt::on(rig_cpu)),
         })
     }
 
     pub fn sink(&self) -> anyhow::Result<SinkCounts> {
-        self.sink.counts()
+        self.sink.as_ref().context("the sink is busy")?.counts()
+    }
+
+    /// CPU time of the client veth's NAPI thread, where the sink (and the echo) run.
+    pub fn client_napi_cpu_time(&self) -> Duration {
+        common::threads_named(&format!("napi/{}-", self.lab.names.client_if))
+            .into_iter()
+            .map(common::thread_cpu)
+            .sum()
+    }
+
+    pub fn echo(&self) -> bool {
+        matches!(self.flooder, Flooder::Echo { .. })
+    }
+
+    /// Which generator floods: "live frames" or "echo".
+    pub fn generator_name(&self) -> &'static str {
+        match self.flooder {
+            Flooder::Live => "live frames",
+            Flooder::Echo { .. } => "echo",
+        }
     }
 
     pub fn front(&self) -> std::net::SocketAddr {
@@ -130,6 +220,24 @@ impl Rig {
     /// priority (SCHED_IDLE), so that the client veth's NAPI thread and the legitimate client
     /// always get that CPU first.
     pub fn flood(&mut self, pace: generator::Pace) -> anyhow::Result<generator::FloodReport> {
+        if let Flooder::Echo { socket, seeds } = &self.flooder {
+            // The seeder only reads a map and sends a few seeds per tick; it runs on the
+            // rig's CPU like the rest of the rig (the echo itself runs in the client veth's
+            // NAPI thread there).
+            let mut sink = self.sink.take().context("the sink is busy")?;
+            let cpu = self.rig_cpu;
+            let (sink, report) = std::thread::scope(|s| {
+                s.spawn(move || {
+                    let r = common::pin_current_thread(cpu)
+                        .and_then(|()| echo::flood(&mut sink, socket, seeds, pace));
+                    (sink, r)
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the echo seeder panicked"))
+            })?;
+            self.sink = Some(sink);
+            return report;
+        }
         let mut g = self.generator.take().context("the generator is busy")?;
         let ns = self.lab.names.client_ns.clone();
         let iface = self.lab.names.client_if.clone();

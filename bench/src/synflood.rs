@@ -33,6 +33,7 @@ pub struct Options {
     /// Offered rates to try, in SYNs per second.
     pub rates: Vec<u64>,
     pub v6: bool,
+    pub generator: rig::GeneratorChoice,
     pub targets: Vec<Target>,
 }
 
@@ -85,6 +86,8 @@ struct Step {
     delivered: f64,
     /// Share of its core the target used (CPU time of its threads per second).
     busy: f64,
+    /// Share of the rig's core used by the generator and the client veth's NAPI thread.
+    rig_busy: f64,
     legit: Legit,
 }
 
@@ -101,6 +104,7 @@ impl Step {
             "delivered_to_client_pps": self.delivered,
             "answered_share": self.answered_share(),
             "target_cpu_busy": self.busy,
+            "rig_cpu_busy": self.rig_busy,
             "legit": self.legit.json(),
         })
     }
@@ -140,12 +144,13 @@ impl Outcome {
 }
 
 pub fn synflood(opts: &Options) -> anyhow::Result<()> {
-    let mut rig = Rig::new(opts.v6)?;
+    let mut rig = Rig::new(opts.v6, opts.generator)?;
     eprintln!(
-        "bench synflood: target CPU {}, generator/client CPU {}, {} s per step",
+        "bench synflood: target CPU {}, generator/client CPU {}, {} s per step, generator: {}",
         rig.target_cpu,
         rig.rig_cpu,
-        opts.step.as_secs_f64()
+        opts.step.as_secs_f64(),
+        rig.generator_name()
     );
     let mut outcomes: Vec<Outcome> = Vec::new();
     for &target in &opts.targets {
@@ -190,18 +195,24 @@ fn sweep(
     for &rate in &opts.rates {
         let s = measure(rig, &running, Some(rate), opts.step)?;
         eprintln!(
-            "  asked {:>9} offered {:>9.0} answered {:>9.0} ({:5.1}%) busy {:3.0}% legit {:5.1}% p99 {:.2} ms",
+            "  asked {:>9} offered {:>9.0} answered {:>9.0} ({:5.1}%) busy {:3.0}% rig {:3.0}% legit {:5.1}% p99 {:.2} ms",
             rate,
             s.offered,
             s.answered,
             100.0 * s.answered_share(),
             100.0 * s.busy,
+            100.0 * s.rig_busy,
             s.legit.success(),
             s.legit.p(0.99)
         );
-        let generator_limited = s.offered < 0.9 * rate as f64;
-        let saturated =
-            s.answered_share() < 0.5 && steps.last().is_some_and(|p| p.answered_share() < 0.5);
+        // Short of the asked rate: the generator's limit, or, with the echo, a target that
+        // lost more SYNs than the seeder could replace (the echo sends one SYN per SYN-ACK;
+        // when the target answers them all, the echo's frames in flight, which veth's two
+        // 256-frame rings bound, are what ran short).
+        let short = s.offered < 0.9 * rate as f64;
+        let generator_limited = short && (!rig.echo() || s.answered_share() >= WITHIN);
+        let saturated = (short && !generator_limited)
+            || (s.answered_share() < 0.5 && steps.last().is_some_and(|p| p.answered_share() < 0.5));
         steps.push(s);
         if generator_limited {
             stopped = format!(
@@ -211,7 +222,12 @@ fn sweep(
             break;
         }
         if saturated {
-            stopped = "target saturated (answered < 50% twice)".into();
+            stopped = if rig.echo() {
+                "target saturated (answered < 50% twice, or lost more than the echo could replace)"
+            } else {
+                "target saturated (answered < 50% twice)"
+            }
+            .into();
             break;
         }
     }
@@ -259,6 +275,7 @@ fn measure(
     let a0 = running.answered()?;
     let s0 = rig.sink()?;
     let b0 = running.cpu_time();
+    let r0 = rig.client_napi_cpu_time();
     let t0 = std::time::Instant::now();
     let legit = common::background(&rig.lab.names.client_ns, Some(rig.rig_cpu), move |stop| {
         let mut l = Legit::default();
@@ -275,20 +292,21 @@ fn measure(
         }
         Ok(l)
     });
-    let (sent, elapsed) = match rate {
+    let (sent, elapsed, generator_cpu) = match rate {
         Some(r) => {
             let f = rig.flood(Pace {
                 rate: Some(r),
                 max: u64::MAX,
                 duration: step,
             })?;
-            (f.sent, f.elapsed)
+            (f.sent, f.elapsed, f.cpu)
         }
         None => {
             std::thread::sleep(step);
-            (0, step)
+            (0, step, Duration::ZERO)
         }
     };
+    let rig_cpu = rig.client_napi_cpu_time().saturating_sub(r0) + generator_cpu;
     // Answers still in flight.
     std::thread::sleep(Duration::from_millis(300));
     let mut legit = legit.finish()?;
@@ -296,6 +314,7 @@ fn measure(
     let wall = t0.elapsed().as_secs_f64();
     let busy = running.cpu_time().saturating_sub(b0).as_secs_f64() / wall;
     let secs = elapsed.as_secs_f64().max(1e-9);
+    let rig_busy = rig_cpu.as_secs_f64() / secs;
     let answered = running.answered()?.saturating_sub(a0);
     let delivered = rig.sink()?.syn_acks.saturating_sub(s0.syn_acks);
     Ok(Step {
@@ -305,6 +324,7 @@ fn measure(
         answered: answered as f64 / secs,
         delivered: delivered as f64 / secs,
         busy: busy.min(1.0),
+        rig_busy: rig_busy.min(1.0),
         legit,
     })
 }

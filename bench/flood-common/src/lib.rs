@@ -87,6 +87,11 @@ pub struct Pacing {
 pub struct SinkConf {
     pub own_v4: [u8; 4],
     pub own_v6: [u8; 16],
+    /// Non-zero: the echo generator is on. Each SYN-ACK to a spoofed source is rewritten,
+    /// whole, into a fresh SYN from the sink's own `FLOOD` template and sent back (XDP_TX)
+    /// while the sink's `PACE` says one is due; otherwise dropped. For kernels that refuse
+    /// live-frames BPF_PROG_RUN: the SYNs still reach the target as XDP frames.
+    pub echo: u32,
 }
 
 /// Indexes of the sink's per-CPU `SINK_STATS` counters.
@@ -94,7 +99,9 @@ pub mod sink_stat {
     pub const SYN_ACK: u32 = 0;
     pub const RST: u32 = 1;
     pub const PASSED: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// SYN-ACKs turned into fresh SYNs by the echo generator.
+    pub const ECHOED: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 #[cfg(feature = "user")]
@@ -113,6 +120,6 @@ mod tests {
             core::mem::size_of::<super::FloodConf>(),
             super::FRAME_MAX + 32
         );
-        assert_eq!(core::mem::size_of::<super::SinkConf>(), 20);
+        assert_eq!(core::mem::size_of::<super::SinkConf>(), 24);
     }
 }

@@ -3,7 +3,8 @@
 //!   veth and returns XDP_TX, so every run sends one SYN into the front veth as an XDP frame,
 //!   the way a NIC driver hands frames over (no skb on the way in);
 //! - `syn_ack_sink` sits on the client veth and counts and drops the SYN-ACKs (and RSTs) sent
-//!   to the spoofed sources, so the client's kernel never sees them;
+//!   to the spoofed sources, so the client's kernel never sees them; as the *echo generator*
+//!   (where live frames are refused) it turns each such SYN-ACK into a fresh SYN instead;
 //! - `pass` lets everything through: veth hands XDP frames only to a peer with an XDP
 //!   program, so the kernel targets get this one on the front veth.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -13,7 +14,7 @@
 mod prog {
     use aya_ebpf::{
         bindings::xdp_action,
-        helpers::generated::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+        helpers::generated::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_xdp_adjust_tail},
         macros::{map, xdp},
         maps::{Array, PerCpuArray, ProgramArray},
         programs::XdpContext,
@@ -290,9 +291,47 @@ mod prog {
         }
         if flags & (SYN | ACK) == SYN | ACK {
             sink_count(sink_stat::SYN_ACK);
+            if conf.echo != 0 {
+                return echo(&ctx);
+            }
             return xdp_action::XDP_DROP;
         }
         xdp_action::XDP_PASS
+    }
+
+    /// The echo generator: the SYN-ACK's frame becomes a whole fresh SYN (the template's
+    /// length, every byte written) and goes back to the target, if `PACE` says one is due.
+    /// The frames in flight between the two veths are the generator: user space seeds them
+    /// and tops them up; pacing drops the surplus.
+    #[inline(always)]
+    fn echo(ctx: &XdpContext) -> u32 {
+        let (Some(pace), Some(conf)) = (PACE.get_ptr_mut(0), FLOOD.get_ptr(0)) else {
+            return xdp_action::XDP_DROP;
+        };
+        // SAFETY: one client veth queue, so one NAPI thread runs this program at a time;
+        // user space writes PACE only while the echo is off.
+        let pace = unsafe { &mut *pace };
+        if !due(pace) {
+            return xdp_action::XDP_DROP;
+        }
+        // SAFETY: a live map value, read only.
+        let want = if unsafe { (*conf).family } == 4 {
+            V4_LEN
+        } else {
+            V6_LEN
+        } as i32;
+        let have = (ctx.data_end() - ctx.data()) as i32;
+        // SAFETY: the helper checks the delta against the frame's room.
+        if want != have && unsafe { bpf_xdp_adjust_tail(ctx.ctx, want - have) } != 0 {
+            return xdp_action::XDP_DROP;
+        }
+        let (a, b) = (next_random(&mut pace.rng), next_random(&mut pace.rng));
+        if write_syn(ctx, a, b) {
+            sink_count(sink_stat::ECHOED);
+            xdp_action::XDP_TX
+        } else {
+            xdp_action::XDP_DROP
+        }
     }
 
     #[xdp]
