@@ -22,7 +22,7 @@ use crate::{
 /// How often the seeder looks at what the echo sent.
 const TICK: Duration = Duration::from_micros(500);
 /// At most this many seeds per tick: the veth ring between the two ends holds 256 frames.
-const SEEDS_PER_TICK: u64 = 64;
+const SEEDS_PER_TICK: u64 = 512;
 /// The sink's pacing lets this many SYNs through at once after a lull (frames arrive in NAPI
 /// batches of up to 64), so that pacing drops only a true surplus.
 const BURST: u64 = 256;
@@ -140,6 +140,7 @@ pub fn flood(
     let echoed = sink.pacing()?.sent;
     Ok(FloodReport {
         sent: echoed + seeded,
+        seeded,
         elapsed,
         cpu: generator::thread_cpu() - cpu0,
     })

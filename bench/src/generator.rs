@@ -50,6 +50,8 @@ pub struct FloodReport {
     pub elapsed: Duration,
     /// CPU time of the generating thread.
     pub cpu: Duration,
+    /// Of `sent`, the echo's seeds (sent over AF_PACKET: they reach the target as skbs).
+    pub seeded: u64,
 }
 
 impl FloodReport {
@@ -278,6 +280,7 @@ impl Generator {
         let p = self.pacing()?;
         Ok(FloodReport {
             sent: p.sent,
+            seeded: 0,
             elapsed: if p.sent > 1 {
                 Duration::from_nanos(p.last_ns - p.first_ns)
             } else {

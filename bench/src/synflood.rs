@@ -80,6 +80,8 @@ impl Legit {
 struct Step {
     asked: u64,
     sent: u64,
+    /// Of `sent`, the echo generator's seeds.
+    seeded: u64,
     offered: f64,
     /// SYN-ACKs the target counted / the sink received, per second.
     answered: f64,
@@ -99,6 +101,7 @@ impl Step {
         json!({
             "asked_pps": self.asked,
             "sent": self.sent,
+            "seeded": self.seeded,
             "offered_pps": self.offered,
             "answered_pps": self.answered,
             "delivered_to_client_pps": self.delivered,
@@ -195,13 +198,14 @@ fn sweep(
     for &rate in &opts.rates {
         let s = measure(rig, &running, Some(rate), opts.step)?;
         eprintln!(
-            "  asked {:>9} offered {:>9.0} answered {:>9.0} ({:5.1}%) busy {:3.0}% rig {:3.0}% legit {:5.1}% p99 {:.2} ms",
+            "  asked {:>9} offered {:>9.0} answered {:>9.0} ({:5.1}%) busy {:3.0}% rig {:3.0}% seeds {:4.1}% legit {:5.1}% p99 {:.2} ms",
             rate,
             s.offered,
             s.answered,
             100.0 * s.answered_share(),
             100.0 * s.busy,
             100.0 * s.rig_busy,
+            100.0 * s.seeded as f64 / s.sent.max(1) as f64,
             s.legit.success(),
             s.legit.p(0.99)
         );
@@ -292,18 +296,18 @@ fn measure(
         }
         Ok(l)
     });
-    let (sent, elapsed, generator_cpu) = match rate {
+    let (sent, seeded, elapsed, generator_cpu) = match rate {
         Some(r) => {
             let f = rig.flood(Pace {
                 rate: Some(r),
                 max: u64::MAX,
                 duration: step,
             })?;
-            (f.sent, f.elapsed, f.cpu)
+            (f.sent, f.seeded, f.elapsed, f.cpu)
         }
         None => {
             std::thread::sleep(step);
-            (0, step, Duration::ZERO)
+            (0, 0, step, Duration::ZERO)
         }
     };
     let rig_cpu = rig.client_napi_cpu_time().saturating_sub(r0) + generator_cpu;
@@ -320,6 +324,7 @@ fn measure(
     Ok(Step {
         asked: rate.unwrap_or(0),
         sent,
+        seeded,
         offered: sent as f64 / secs,
         answered: answered as f64 / secs,
         delivered: delivered as f64 / secs,
