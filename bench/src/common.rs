@@ -245,6 +245,18 @@ pub fn threaded_napi(ns: &str, iface: &str, cpu: usize, realtime: bool) -> anyho
     Ok(())
 }
 
+/// SCHED_FIFO at `priority` for the calling thread.
+pub fn set_fifo(priority: i32) -> anyhow::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: plain syscall on the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("SCHED_FIFO");
+    }
+    Ok(())
+}
+
 /// Keeps a CPU from halting when idle while it lives (its cpuidle states other than POLL
 /// disabled), and restores them when dropped.
 ///
