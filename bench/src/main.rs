@@ -111,6 +111,8 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
+    /// Draws a `synflood` run's chart again from its JSON (next to it, same name).
+    SynfloodChart { json: std::path::PathBuf },
     /// The XDP SYN path's cost per SYN without a rig (BPF_PROG_TEST_RUN), IPv4 and IPv6.
     XdpCost {
         #[arg(long, default_value_t = 1_000_000)]
@@ -228,6 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::ServeEcho { port } => upstreams::serve_echo(port),
+        Command::SynfloodChart { json } => synflood::chart_from_json(&json),
         Command::XdpCost { repeat } => {
             for (family, v6) in [("IPv4", false), ("IPv6", true)] {
                 let ns = micro::tcpfront_syn_ns(v6, repeat)?;

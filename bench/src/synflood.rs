@@ -483,6 +483,15 @@ fn report(outcomes: &[Outcome], micro: &[(&str, f64)], opts: &Options) -> anyhow
         base.with_extension("json"),
         serde_json::to_string_pretty(&json)?,
     )?;
+    draw(&base, outcomes)?;
+    println!(
+        "\nwritten: {0}.json\n         {0}.png\n         {0}.svg",
+        base.display()
+    );
+    Ok(())
+}
+
+fn draw(base: &std::path::Path, outcomes: &[Outcome]) -> anyhow::Result<()> {
     let series: Vec<chart::Series> = outcomes
         .iter()
         .map(|o| chart::Series {
@@ -494,10 +503,44 @@ fn report(outcomes: &[Outcome], micro: &[(&str, f64)], opts: &Options) -> anyhow
                 .collect(),
         })
         .collect();
+    chart::synflood(base, &series)
+}
+
+/// The chart of a run, again, from its JSON (`base`.json → `base`.png and .svg).
+pub fn chart_from_json(path: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let targets = v["targets"]
+        .as_array()
+        .with_context(|| format!("{}: no targets", path.display()))?;
+    let series = targets
+        .iter()
+        .map(|t| {
+            let key = t["target"].as_str().unwrap_or_default();
+            let label = Target::ALL
+                .into_iter()
+                .find(|x| x.key() == key)
+                .map_or_else(|| key.to_string(), |x| x.name().to_string());
+            let points = t["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    let f = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
+                    (
+                        f(&s["offered_pps"]) / 1e6,
+                        f(&s["answered_pps"]) / 1e6,
+                        f(&s["legit"]["connect_ms_p99"]),
+                    )
+                })
+                .collect();
+            chart::Series { label, points }
+        })
+        .collect::<Vec<_>>();
+    let base = path.with_extension("");
     chart::synflood(&base, &series)?;
-    println!(
-        "\nwritten: {0}.json\n         {0}.png\n         {0}.svg",
-        base.display()
-    );
+    println!("written: {0}.png\n         {0}.svg", base.display());
     Ok(())
 }
