@@ -197,11 +197,12 @@ impl Tcb {
 
     fn process_ack<P: AsRef<[u8]>>(&mut self, seg: &TcpRepr<P>, ack: SeqNum, now: Instant) {
         let seq = SeqNum(seg.seq);
+        let prr_mark = self.prr_mark();
         if self.sack_ok {
             self.record_sack(seg, ack);
             self.tail_loss_probe_ack(seg, ack, now);
             if self.in_sack_recovery() {
-                self.detect_lost_retransmissions();
+                self.detect_lost_retransmissions(ack);
             }
         }
         let mss = self.snd_mss;
@@ -228,7 +229,7 @@ impl Tcb {
                 }
                 Some(_) => {
                     self.recover = None;
-                    self.leave_sack_recovery();
+                    self.end_sack_recovery();
                     self.cc.on_recovery_exit();
                 }
                 None => {
@@ -281,6 +282,7 @@ impl Tcb {
         {
             self.enter_recovery(in_flight, now);
         }
+        self.prr_ack(prr_mark);
 
         // Window update (RFC 9293 §3.10.7.4, fifth, ESTABLISHED).
         if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
@@ -318,7 +320,7 @@ impl Tcb {
     }
 
     /// Bytes the peer reported holding above SND.UNA.
-    fn sacked_bytes(&self) -> usize {
+    pub(super) fn sacked_bytes(&self) -> usize {
         self.sacked.iter().map(|&(l, r)| r - l).sum()
     }
 
@@ -333,15 +335,19 @@ impl Tcb {
             }
         }
         self.sacked.retain(|&(_, r)| r > una);
-        self.sacked.sort_by_key(|&(l, _)| l);
-        let mut merged: Vec<(SeqNum, SeqNum)> = Vec::with_capacity(self.sacked.len());
-        for &(l, r) in &self.sacked {
-            match merged.last_mut() {
-                Some(last) if l <= last.1 => last.1 = last.1.max(r),
-                _ => merged.push((l.max(una), r)),
+        self.sacked.sort_unstable_by_key(|&(l, _)| l);
+        // Merged in place: no allocation per ACK once the scoreboard has its capacity.
+        let mut kept = 0;
+        for i in 0..self.sacked.len() {
+            let (l, r) = self.sacked[i];
+            if kept > 0 && l <= self.sacked[kept - 1].1 {
+                self.sacked[kept - 1].1 = self.sacked[kept - 1].1.max(r);
+            } else {
+                self.sacked[kept] = (l.max(una), r);
+                kept += 1;
             }
         }
-        self.sacked = merged;
+        self.sacked.truncate(kept);
     }
 
     /// RTT measurement: from the echoed timestamp (RFC 7323 §4), else from one timed segment,

@@ -5,6 +5,7 @@ mod autotune;
 mod input;
 mod output;
 mod pacing;
+mod prr;
 mod recovery;
 mod timers;
 mod tlp;
@@ -256,6 +257,8 @@ pub struct Tcb {
     pub(crate) tlp: Option<tlp::TlpEpisode>,
     /// SACK recovery started by a SACKed probe: every unSACKed byte below this is lost.
     pub(crate) lost_below: Option<SeqNum>,
+    /// SACK recovery: Proportional Rate Reduction's accounting (prr.rs).
+    pub(crate) prr: prr::Prr,
 
     // Timers (absolute deadlines).
     pub(crate) rtx_at: Option<Instant>,
@@ -363,6 +366,7 @@ impl Tcb {
             round_end: iss,
             tlp: None,
             lost_below: None,
+            prr: prr::Prr::default(),
             rtx_at: None,
             persist_at: None,
             persist_backoff: 0,

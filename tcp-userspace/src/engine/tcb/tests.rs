@@ -899,7 +899,10 @@ fn ten_segments_in_flight() -> (Tcb, impl Fn(u32) -> u32) {
 
 /// RFC 8985 §7: the last four segments of a flight are lost. No SACK can come, but two
 /// SRTTs after the last ACK a probe (the last segment again) goes; its SACK shows the
-/// three below it lost, and they are retransmitted at once, long before the 200 ms RTO.
+/// three below it lost, and they are retransmitted within two round trips, long before
+/// the 200 ms RTO: one for the one segment the probe's SACK reported delivered, two more
+/// when that one is acknowledged (PRR, RFC 9937 §6: packet conservation, plus one on a
+/// safe ACK).
 #[test]
 fn a_lost_tail_is_found_by_a_probe_not_a_timeout() {
     let (mut tcb, at) = ten_segments_in_flight();
@@ -923,7 +926,12 @@ fn a_lost_tail_is_found_by_a_probe_not_a_timeout() {
     sack.options.sack[0] = Some((at(9), at(10)));
     tcb.on_segment(&sack, probe_at + Duration::from_millis(10));
     let rtx: Vec<u32> = tcb.take_outgoing().iter().map(|s| s.seq).collect();
-    assert_eq!(rtx, vec![at(6), at(7), at(8)]);
+    assert_eq!(rtx, vec![at(6)]);
+    let mut ack = seg(ACK, IRS + 1, at(7), b"");
+    ack.options.sack[0] = Some((at(9), at(10)));
+    tcb.on_segment(&ack, probe_at + Duration::from_millis(20));
+    let rtx: Vec<u32> = tcb.take_outgoing().iter().map(|s| s.seq).collect();
+    assert_eq!(rtx, vec![at(7), at(8)]);
     tcb.on_segment(
         &seg(ACK, IRS + 1, at(10), b""),
         probe_at + Duration::from_millis(20),
@@ -1076,4 +1084,99 @@ fn a_fin_rides_on_the_last_queued_data_segment() {
     assert_eq!(sent_one(&mut tcb).flags & FIN, 0);
     tcb.close(t(21));
     assert_seg(&sent_one(&mut tcb), ACK | FIN, ISS + 1 + 8, IRS + 1, b"");
+}
+
+/// A SACK connection (no pacing, no probes) with at least `n` segments of 1400 bytes in
+/// flight and more waiting, brought there by slow start (every segment acknowledged on its
+/// own, 10 ms later); returns it, the sequence number of the last flight's segment `i`, and
+/// how many segments that flight has.
+fn sack_flight(n: usize) -> (Tcb, impl Fn(u32) -> u32, u32) {
+    let config = EngineConfig {
+        sack: true,
+        pacing: false,
+        tail_loss_probe: false,
+        ..cfg()
+    };
+    // The peer scales its window (64000 << 7): only the congestion window limits.
+    let (l, r) = addrs();
+    let mut s = syn();
+    s.options.sack_permitted = true;
+    s.options.wscale = Some(7);
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    sent_one(&mut tcb);
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1, b""), t(1));
+    tcb.send(&vec![9u8; 10 * 1400], t(2));
+    assert_eq!(tcb.take_outgoing().len(), 10);
+    let mut first = ISS + 1;
+    let mut now = 2;
+    let mut flight = 10;
+    loop {
+        now += 10;
+        for i in 0..flight {
+            let ack = first + (i as u32 + 1) * 1400;
+            tcb.on_segment(&seg(ACK, IRS + 1, ack, b""), t(now));
+        }
+        assert_eq!(tcb.take_outgoing().len(), 0, "no data was waiting");
+        first += flight as u32 * 1400;
+        flight = tcb.cc.window() / 1400;
+        if flight >= n {
+            // More data than the window takes: recovery has new data to send.
+            tcb.send(&vec![7u8; 2 * flight * 1400], t(now));
+            let sent = tcb.take_outgoing().len() as u32;
+            assert!(sent as usize >= n);
+            return (tcb, move |i: u32| first + i * 1400, sent);
+        }
+        tcb.send(&vec![7u8; flight * 1400], t(now));
+        assert_eq!(tcb.take_outgoing().len(), flight);
+    }
+}
+
+/// RFC 9937: one segment of a flight of 40 or more is lost and every later one is SACKed, an
+/// ACK each. (The first two duplicate ACKs send new data, RFC 3042's limited transmit.)
+/// The fast retransmission goes with the third duplicate ACK, and from then on
+/// new segments leave at ssthresh/RecoverFS of the ACKs, never two at once and never more
+/// than two ACKs apart, so the flight ends recovery at ssthresh. (RFC 6675 alone sent
+/// nothing, the retransmission included, until pipe fell to ssthresh, a third of the ACKs
+/// later.)
+#[test]
+fn proportional_rate_reduction_spreads_the_reduction_over_the_round_trip() {
+    let (mut tcb, at, flight) = sack_flight(40);
+    let mut sent_per_ack = Vec::new();
+    let mut first_sent = None;
+    for k in 1..flight {
+        let mut a = seg(ACK, IRS + 1, at(0), b"");
+        a.options.sack[0] = Some((at(1), at(k + 1)));
+        tcb.on_segment(&a, t(1000 + k as u64));
+        let out = tcb.take_outgoing();
+        if let Some(s) = out.iter().find(|s| s.seq == at(0)) {
+            assert!(first_sent.is_none(), "retransmitted twice");
+            first_sent = Some((k, s.seq));
+        }
+        if tcb.recover.is_some() {
+            sent_per_ack.push(out.len());
+        }
+    }
+    assert_eq!(
+        first_sent,
+        Some((3, at(0))),
+        "the retransmission, on the third dupack"
+    );
+    let ssthresh = tcb.cc.ssthresh() / 1400;
+    let sent: usize = sent_per_ack.iter().sum();
+    assert!(
+        sent.abs_diff(ssthresh) <= 1,
+        "{sent} segments sent in recovery, ssthresh {ssthresh}: {sent_per_ack:?}"
+    );
+    assert!(sent_per_ack.iter().all(|&n| n <= 1), "{sent_per_ack:?}");
+    let longest_silence = sent_per_ack
+        .split(|&n| n > 0)
+        .map(<[usize]>::len)
+        .max()
+        .unwrap_or(0);
+    assert!(longest_silence <= 2, "{sent_per_ack:?}");
+    // The retransmission arrives, and all sent since: recovery ends.
+    let all = tcb.snd_max.0;
+    tcb.on_segment(&seg(ACK, IRS + 1, all, b""), t(1100));
+    assert!(tcb.recover.is_none());
+    assert_eq!(tcb.stats.timeouts, 0);
 }
