@@ -112,6 +112,7 @@ fn engine_fields(e: &EngineStats) -> Vec<(&'static str, u64)> {
         ("retransmits", e.retransmits),
         ("timeouts", e.timeouts),
         ("tail_loss_probes", e.tail_loss_probes),
+        ("undone_reductions", e.undone_reductions),
         ("bad_frames", e.bad_frames),
         ("misrouted", e.misrouted),
         ("misrouted_dropped", e.misrouted_dropped),

@@ -141,6 +141,10 @@ pub struct EngineStats {
     /// unanswered for two round trips.
     #[serde(default)]
     pub tail_loss_probes: u64,
+    /// Window reductions undone because every retransmission of the recovery was reported
+    /// a duplicate (DSACK, RFC 3708): reordering, not loss.
+    #[serde(default)]
+    pub undone_reductions: u64,
     /// AF_XDP frames dropped because they did not parse (bad checksum, truncated).
     pub bad_frames: u64,
     /// Frames of a flow that another queue owns, handed to that queue.
@@ -208,6 +212,7 @@ impl EngineStats {
         self.retransmits += o.retransmits;
         self.timeouts += o.timeouts;
         self.tail_loss_probes += o.tail_loss_probes;
+        self.undone_reductions += o.undone_reductions;
         self.bad_frames += o.bad_frames;
         self.misrouted += o.misrouted;
         self.misrouted_dropped += o.misrouted_dropped;

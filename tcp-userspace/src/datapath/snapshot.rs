@@ -42,6 +42,7 @@ impl Queue {
             retransmits: c.retransmits,
             timeouts: c.timeouts,
             tail_loss_probes: c.tail_loss_probes,
+            undone_reductions: c.undone_reductions,
             bad_frames: self.stats.bad_frames,
             misrouted: self.stats.misrouted,
             misrouted_dropped: self.stats.misrouted_dropped,

@@ -55,6 +55,8 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     fn on_rtt_sample(&mut self, rtt: Duration);
     /// Everything sent when the last round began is acknowledged: a new round starts.
     fn on_round_end(&mut self);
+    /// A copy of the whole state, to restore if a reduction proves spurious (undo.rs).
+    fn boxed_clone(&self) -> Box<dyn CongestionControl>;
 }
 
 /// Slow-start growth for `acked` bytes: RFC 3465 byte counting with L = 2·SMSS, then
@@ -91,6 +93,10 @@ impl NewReno {
 }
 
 impl CongestionControl for NewReno {
+    fn boxed_clone(&self) -> Box<dyn CongestionControl> {
+        Box::new(self.clone())
+    }
+
     fn window(&self) -> usize {
         self.cwnd
     }
@@ -219,6 +225,10 @@ impl Cubic {
 }
 
 impl CongestionControl for Cubic {
+    fn boxed_clone(&self) -> Box<dyn CongestionControl> {
+        Box::new(self.clone())
+    }
+
     fn window(&self) -> usize {
         self.cwnd
     }

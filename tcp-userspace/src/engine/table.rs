@@ -67,6 +67,8 @@ pub struct EngineCounters {
     pub timeouts: u64,
     /// Tail loss probes (RFC 8985 §7) of those connections.
     pub tail_loss_probes: u64,
+    /// Window reductions those connections undid (DSACK, RFC 3708).
+    pub undone_reductions: u64,
 }
 
 struct Entry {
@@ -491,6 +493,7 @@ impl Engine {
             self.counters.retransmits += e.tcb.stats.retransmits;
             self.counters.timeouts += e.tcb.stats.timeouts;
             self.counters.tail_loss_probes += e.tcb.stats.tail_loss_probes;
+            self.counters.undone_reductions += e.tcb.stats.undone_reductions;
         }
         if closing {
             self.counters.closed += 1;

@@ -199,10 +199,16 @@ impl Tcb {
         let seq = SeqNum(seg.seq);
         let prr_mark = self.prr_mark();
         if self.sack_ok {
+            self.undo_on_ack(seg, ack);
             self.record_sack(seg, ack);
             self.tail_loss_probe_ack(seg, ack, now);
             if self.in_sack_recovery() {
-                self.detect_lost_retransmissions(ack);
+                let tsecr = seg
+                    .options
+                    .timestamps
+                    .map(|(_, echo)| echo)
+                    .filter(|_| self.ts_ok);
+                self.detect_lost_retransmissions(ack, tsecr);
             }
         }
         let mss = self.snd_mss;
@@ -308,6 +314,7 @@ impl Tcb {
     /// Fast retransmit and recovery (RFC 5681 §3.2): the window is reduced; with SACK the
     /// holes go out from `output` (RFC 6675), without, the first one now (RFC 6582).
     pub(super) fn enter_recovery(&mut self, in_flight: usize, now: Instant) {
+        self.undo_arm();
         self.recover = Some(self.snd_max);
         self.tlp = None;
         self.tlp_at = None;

@@ -9,6 +9,7 @@ mod prr;
 mod recovery;
 mod timers;
 mod tlp;
+mod undo;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -172,6 +173,9 @@ pub struct TcbStats {
     /// Tail loss probes sent (RFC 8985 §7), and losses a retransmitted probe repaired.
     pub tail_loss_probes: u64,
     pub tail_losses_repaired: u64,
+    /// Window reductions undone: every retransmission of the recovery was reported a
+    /// duplicate (DSACK, RFC 3708), so nothing had been lost.
+    pub undone_reductions: u64,
     pub segments_in: u64,
     pub segments_out: u64,
 }
@@ -259,6 +263,8 @@ pub struct Tcb {
     pub(crate) lost_below: Option<SeqNum>,
     /// SACK recovery: Proportional Rate Reduction's accounting (prr.rs).
     pub(crate) prr: prr::Prr,
+    /// The congestion state before the last fast recovery, until it proves real (undo.rs).
+    pub(crate) undo: Option<undo::Undo>,
 
     // Timers (absolute deadlines).
     pub(crate) rtx_at: Option<Instant>,
@@ -367,6 +373,7 @@ impl Tcb {
             tlp: None,
             lost_below: None,
             prr: prr::Prr::default(),
+            undo: None,
             rtx_at: None,
             persist_at: None,
             persist_backoff: 0,

@@ -285,6 +285,7 @@ impl Tcb {
         let new_data = self.snd_nxt >= self.snd_max;
         if !new_data {
             self.stats.retransmits += 1;
+            self.undo_count_retransmission();
         } else {
             self.stats.bytes_out += n as u64;
             if !self.ts_ok && self.rtt_probe.is_none() && n > 0 {

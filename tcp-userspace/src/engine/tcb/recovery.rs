@@ -30,6 +30,9 @@ pub(crate) struct RxtMark {
     start: SeqNum,
     end: SeqNum,
     marker: SeqNum,
+    /// The TSval it carried (with timestamps): an ACK echoing it or later was sent for
+    /// this copy, not for a late original.
+    tsval: Option<u32>,
 }
 
 impl Tcb {
@@ -71,18 +74,26 @@ impl Tcb {
         self.sacked.iter().any(|&(a, b)| a <= l && r <= b)
     }
 
-    /// After the scoreboard took an ACK's SACK blocks (the ACK acknowledging up to `ack`):
-    /// a retransmission that arrived shows everything sent before it and still missing lost
-    /// (RACK's principle, RFC 8985 §6.2, in sequence rather than time: one path delivers in
-    /// order); one overtaken by data sent after it is lost itself (see the module's
-    /// comment) and queued to go again.
-    pub(crate) fn detect_lost_retransmissions(&mut self, ack: SeqNum) {
+    /// After the scoreboard took an ACK's SACK blocks (the ACK acknowledging up to `ack`,
+    /// echoing `tsecr`): a retransmission that arrived shows everything sent before it and
+    /// still missing lost (RACK's principle, RFC 8985 §6.2, in sequence rather than time:
+    /// one path delivers in order), but only when the echoed timestamp shows that this copy
+    /// arrived, not a late original (reordering; without timestamps it cannot be told);
+    /// one overtaken by data sent after it is lost itself (see the module's comment) and
+    /// queued to go again.
+    pub(crate) fn detect_lost_retransmissions(&mut self, ack: SeqNum, tsecr: Option<u32>) {
         let una = ack.max(self.snd_una);
         let reordering = DUP_THRESH * self.snd_mss;
         while let Some(&m) = self.rxt_marks.front() {
             if m.end <= una || self.is_sacked(m.start.max(una), m.end) {
                 self.rxt_marks.pop_front(); // it arrived
-                self.lost_below = Some(self.lost_below.map_or(m.marker, |b| b.max(m.marker)));
+                let this_copy = m
+                    .tsval
+                    .zip(tsecr)
+                    .is_some_and(|(sent, echo)| echo.wrapping_sub(sent) as i32 >= 0);
+                if this_copy {
+                    self.lost_below = Some(self.lost_below.map_or(m.marker, |b| b.max(m.marker)));
+                }
                 continue;
             }
             let Some(&(_, top)) = self.sacked.last() else {
@@ -215,6 +226,7 @@ impl Tcb {
                     start: seq,
                     end,
                     marker: self.snd_max,
+                    tsval: self.ts_ok.then(|| self.ts_now(now)),
                 });
                 continue;
             }

@@ -1041,25 +1041,47 @@ fn a_probe_sends_new_data_when_there_is_some() {
 
 /// Fast recovery that began with our FIN in flight: when the ACKs show the data complete
 /// but not the FIN, the FIN is the hole and goes again at once (before, SACK recovery only
-/// resent data and the FIN waited for the retransmission timer).
+/// resent data and the FIN waited for the retransmission timer). The ACK that completes
+/// the data echoes the retransmission's timestamp: that copy arrived, so the FIN, sent
+/// before it, is lost (without timestamps a late original could have completed the data,
+/// and the FIN is left to the probe or the timer).
 #[test]
 fn a_fin_lost_in_recovery_is_resent_without_the_timer() {
     let config = EngineConfig {
         sack: true,
+        timestamps: true,
         tail_loss_probe: false,
+        pacing: false,
         ..cfg()
     };
-    let mut tcb = sack_connection_with(config, 10);
-    let at = |i: u32| ISS + 1 + i * 1400;
+    let (l, r) = addrs();
+    let mut s = syn();
+    s.options.sack_permitted = true;
+    s.options.timestamps = Some((1000, 0));
+    let mut tcb = Tcb::accept(&config, l, r, ISS, &s, t(0));
+    let tsval = |s: &TcpRepr| s.options.timestamps.map_or(0, |t| t.0);
+    let synack = sent_one(&mut tcb);
+    let ack = |n: u32, echo: u32| {
+        let mut a = seg(ACK, IRS + 1, n, b"");
+        a.options.timestamps = Some((2000, echo));
+        a
+    };
+    tcb.on_segment(&ack(ISS + 1, tsval(&synack)), t(1));
+    let mss = 1400 - 12; // the timestamp option takes 12 bytes of each segment
+    let at = |i: u32| ISS + 1 + i * mss;
+    tcb.send(&vec![9u8; 10 * mss as usize], t(2));
+    let data = tcb.take_outgoing();
+    assert_eq!(data.len(), 10);
     tcb.close(t(3));
     let fin = sent_one(&mut tcb);
     assert_eq!((fin.flags & FIN, fin.seq), (FIN, at(10)));
     // Segment 2 and the FIN are lost.
-    let mut a = seg(ACK, IRS + 1, at(2), b"");
+    let mut a = ack(at(2), tsval(&data[1]));
     a.options.sack[0] = Some((at(3), at(10)));
     tcb.on_segment(&a, t(10));
-    assert_eq!(sent_one(&mut tcb).seq, at(2));
-    tcb.on_segment(&seg(ACK, IRS + 1, at(10), b""), t(20));
+    let rtx = sent_one(&mut tcb);
+    assert_eq!(rtx.seq, at(2));
+    tcb.on_segment(&ack(at(10), tsval(&rtx)), t(20));
     let again = sent_one(&mut tcb);
     assert_eq!((again.flags & FIN, again.seq), (FIN, at(10)), "{again:#?}");
     assert_eq!(tcb.stats.timeouts, 0);
@@ -1179,4 +1201,52 @@ fn proportional_rate_reduction_spreads_the_reduction_over_the_round_trip() {
     tcb.on_segment(&seg(ACK, IRS + 1, all, b""), t(1100));
     assert!(tcb.recover.is_none());
     assert_eq!(tcb.stats.timeouts, 0);
+}
+
+/// RFC 3708: segment 2 of ten was only late (reordered): three duplicate ACKs start fast
+/// recovery and its retransmission, the original arrives, then the retransmission, which
+/// the receiver reports as a duplicate (DSACK). Every retransmission of the recovery was
+/// needless, so the window and ssthresh come back and recovery ends. With a real loss (no
+/// DSACK) the reduction stays.
+#[test]
+fn a_reduction_for_reordering_is_undone_by_the_dsack_of_its_retransmission() {
+    for reordered in [true, false] {
+        let config = EngineConfig {
+            sack: true,
+            tail_loss_probe: false,
+            pacing: false,
+            ..cfg()
+        };
+        let mut tcb = sack_connection_with(config, 10);
+        let at = |i: u32| ISS + 1 + i * 1400;
+        let (window, ssthresh) = (tcb.cc.window(), tcb.cc.ssthresh());
+        for k in 4..=6 {
+            let mut a = seg(ACK, IRS + 1, at(2), b"");
+            a.options.sack[0] = Some((at(3), at(k)));
+            tcb.on_segment(&a, t(10 + u64::from(k)));
+        }
+        assert!(tcb.recover.is_some(), "three duplicate ACKs");
+        assert!(tcb.cc.ssthresh() < ssthresh, "the window was reduced");
+        let out = tcb.take_outgoing();
+        assert!(
+            out.iter().any(|s| s.seq == at(2)),
+            "the fast retransmission"
+        );
+        // The original (or, lost, the retransmission) fills the hole.
+        let mut a = seg(ACK, IRS + 1, at(6), b"");
+        tcb.on_segment(&a, t(20));
+        if reordered {
+            // The retransmission arrives as well: a duplicate, reported below the ACK.
+            a.options.sack[0] = Some((at(2), at(3)));
+            tcb.on_segment(&a, t(21));
+            assert_eq!(tcb.stats.undone_reductions, 1);
+            assert_eq!(tcb.cc.ssthresh(), ssthresh, "slow start again, as before");
+            assert!(tcb.cc.window() >= window);
+            assert!(tcb.recover.is_none(), "recovery ends: nothing was lost");
+        } else {
+            tcb.on_segment(&seg(ACK, IRS + 1, at(10), b""), t(30));
+            assert_eq!(tcb.stats.undone_reductions, 0);
+            assert!(tcb.cc.ssthresh() < ssthresh, "a loss: the reduction stays");
+        }
+    }
 }

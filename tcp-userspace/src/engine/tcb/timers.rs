@@ -40,6 +40,7 @@ impl Tcb {
             self.cc.on_rto(in_flight, self.snd_mss, now);
             self.recover = None;
             self.leave_sack_recovery();
+            self.undo_forget();
             self.tlp = None;
             self.tlp_at = None;
             self.rto_recover = Some(self.snd_max);
