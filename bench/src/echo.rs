@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use flood_common::Pacing;
 
+use tcpfront_tests::rawsock::PacketSocket;
+
 use crate::{
     generator::{self, FloodReport, Pace},
     sink::Sink,
@@ -29,68 +31,11 @@ const BURST: u64 = 256;
 /// "As fast as it goes": a rate no target reaches here.
 const UNPACED: u64 = 50_000_000;
 
-/// A send-only AF_PACKET socket on one interface (protocol 0: it receives nothing).
-pub struct SeedSocket {
-    fd: std::os::fd::OwnedFd,
-    ifindex: i32,
-}
-
-impl SeedSocket {
-    /// Opens on `ifname` of the calling thread's namespace; usable from any thread after.
-    pub fn open(ifname: &str) -> anyhow::Result<Self> {
-        use std::os::fd::FromRawFd as _;
-        let name = std::ffi::CString::new(ifname)?;
-        // SAFETY: a NUL-terminated name.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
-        if ifindex == 0 {
-            anyhow::bail!("no interface {ifname}");
-        }
-        // SAFETY: plain syscall; the fd is owned below.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error()).context("AF_PACKET socket for seeds");
-        }
-        // SAFETY: a fresh fd we own.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        Ok(Self { fd, ifindex })
-    }
-
-    /// Sends one frame; false if the interface's queue is full (the seed is simply not sent).
-    pub fn send(&self, frame: &[u8]) -> anyhow::Result<bool> {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: sockaddr_ll is plain data; the frame outlives the call.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = self.ifindex;
-        addr.sll_halen = 6;
-        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: as above.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                libc::MSG_DONTWAIT,
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENOBUFS | libc::EAGAIN) => Ok(false),
-                _ => Err(e).context("sending a seed SYN"),
-            };
-        }
-        Ok(true)
-    }
-}
-
 /// One flood through the echo: seeds, tops up, stops, and reports SYNs sent (echoed and
 /// seeded) over the flood's wall time. `seeds` are whole SYNs as `flood_gen` writes them.
 pub fn flood(
     sink: &mut Sink,
-    socket: &SeedSocket,
+    socket: &PacketSocket,
     seeds: &[Vec<u8>],
     pace: Pace,
 ) -> anyhow::Result<FloodReport> {
@@ -122,7 +67,10 @@ pub fn flood(
             let expected = (rate as f64 * elapsed.as_secs_f64()) as u64;
             let behind = expected.saturating_sub(echoed + seeded);
             for _ in 0..behind.min(SEEDS_PER_TICK) {
-                if !socket.send(&seeds[next])? {
+                if !socket
+                    .try_send(&seeds[next])
+                    .context("sending a seed SYN")?
+                {
                     break;
                 }
                 next = (next + 1) % seeds.len();

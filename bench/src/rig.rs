@@ -10,12 +10,12 @@ use tcpfront_tests::{
     lab::{self, Lab},
     netns::{command_in, nft, run, run_in},
     process::Tcpfront,
-    rawsock::mac_of,
+    rawsock::{PacketSocket, mac_of},
 };
 
 use crate::{
     common::{self, Background},
-    echo::{self, SeedSocket},
+    echo,
     generator::{self, Generator},
     sink::{Pass, Sink, SinkCounts},
 };
@@ -47,7 +47,7 @@ impl std::str::FromStr for GeneratorChoice {
 enum Flooder {
     Live,
     Echo {
-        socket: SeedSocket,
+        socket: PacketSocket,
         seeds: Vec<Vec<u8>>,
     },
 }
@@ -174,7 +174,7 @@ impl Rig {
             sink.set_echo_template(generator::template(&spec)?)?;
             let seeds = generator.sample(4096, 0)?;
             let iface = n.client_if.clone();
-            let socket = run_in(&n.client_ns, move || SeedSocket::open(&iface))?;
+            let socket = run_in(&n.client_ns, move || PacketSocket::open_send_only(&iface))?;
             Flooder::Echo { socket, seeds }
         };
         let generator = Some(generator);

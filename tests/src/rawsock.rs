@@ -27,13 +27,21 @@ pub struct PacketSocket {
 }
 
 impl PacketSocket {
-    pub fn open(ifname: &str) -> anyhow::Result<Self> {
-        let name = std::ffi::CString::new(ifname)?;
-        // SAFETY: plain syscalls; the fd is owned by the returned value.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
-        if ifindex == 0 {
-            bail!("no interface {ifname}");
+    /// A send-only socket on `ifname` (protocol 0: it receives nothing, so the traffic on
+    /// the interface costs it nothing); usable from any thread once open.
+    pub fn open_send_only(ifname: &str) -> anyhow::Result<Self> {
+        let ifindex = ifindex(ifname)?;
+        // SAFETY: plain syscall; the fd is owned by the returned value.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
         }
+        Ok(Self { fd, ifindex })
+    }
+
+    pub fn open(ifname: &str) -> anyhow::Result<Self> {
+        let ifindex = ifindex(ifname)?;
+        // SAFETY: plain syscalls; the fd is owned by the returned value.
         let fd = unsafe {
             libc::socket(
                 libc::AF_PACKET,
@@ -66,6 +74,25 @@ impl PacketSocket {
     }
 
     pub fn send(&self, frame: &[u8]) -> anyhow::Result<()> {
+        self.send_with(frame, 0).context("sendto")
+    }
+
+    /// Sends without blocking; false if the interface's queue is full (nothing was sent).
+    pub fn try_send(&self, frame: &[u8]) -> anyhow::Result<bool> {
+        match self.send_with(frame, libc::MSG_DONTWAIT) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN)) => Ok(false),
+            Err(e) => Err(e).context("sendto"),
+        }
+    }
+
+    fn send_with(&self, frame: &[u8], flags: i32) -> std::io::Result<()> {
+        if frame.len() < 14 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "shorter than an Ethernet header",
+            ));
+        }
         // SAFETY: sockaddr_ll is plain data; the frame outlives the call.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
@@ -77,16 +104,26 @@ impl PacketSocket {
                 self.fd,
                 frame.as_ptr().cast(),
                 frame.len(),
-                0,
+                flags,
                 (&addr as *const libc::sockaddr_ll).cast(),
                 std::mem::size_of::<libc::sockaddr_ll>() as u32,
             )
         };
         if n < 0 {
-            return Err(std::io::Error::last_os_error()).context("sendto");
+            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     }
+}
+
+fn ifindex(ifname: &str) -> anyhow::Result<i32> {
+    let name = std::ffi::CString::new(ifname)?;
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+    if ifindex == 0 {
+        bail!("no interface {ifname}");
+    }
+    Ok(ifindex)
 }
 
 impl PacketSocket {

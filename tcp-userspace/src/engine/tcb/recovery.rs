@@ -85,7 +85,7 @@ impl Tcb {
         let una = ack.max(self.snd_una);
         let reordering = DUP_THRESH * self.snd_mss;
         while let Some(&m) = self.rxt_marks.front() {
-            if m.end <= una || self.is_sacked(m.start.max(una), m.end) {
+            if self.missing_above(una, (m.start, m.end)).is_none() {
                 self.rxt_marks.pop_front(); // it arrived
                 let this_copy = m
                     .tsval
@@ -108,8 +108,13 @@ impl Tcb {
     }
 
     /// What of a range found lost is still missing (neither acknowledged nor SACKed).
-    fn still_missing(&self, (l, r): (SeqNum, SeqNum)) -> Option<(SeqNum, SeqNum)> {
-        let l = l.max(self.snd_una);
+    fn still_missing(&self, range: (SeqNum, SeqNum)) -> Option<(SeqNum, SeqNum)> {
+        self.missing_above(self.snd_una, range)
+    }
+
+    /// What of [l, r) the peer holds neither below `una` nor in a SACK block.
+    fn missing_above(&self, una: SeqNum, (l, r): (SeqNum, SeqNum)) -> Option<(SeqNum, SeqNum)> {
+        let l = l.max(una);
         (l < r && !self.is_sacked(l, r)).then_some((l, r))
     }
 
