@@ -10,7 +10,7 @@ use tcpfront_tests::{
     lab::{self, Lab},
     netns::{command_in, nft, run, run_in},
     process::Tcpfront,
-    rawsock::{PacketSocket, mac_of},
+    rawsock::{PacketSocket, ifindex, mac_of},
 };
 
 use crate::{
@@ -153,7 +153,8 @@ impl Rig {
             GeneratorChoice::Auto => {
                 let iface = n.client_if.clone();
                 let (g, allowed) = run_in(&n.client_ns, move || {
-                    let allowed = ifindex(&iface).and_then(|i| generator.live_frames_allowed(i));
+                    let allowed =
+                        ifindex(&iface).and_then(|i| generator.live_frames_allowed(i as u32));
                     Ok((generator, allowed))
                 })?;
                 generator = g;
@@ -257,7 +258,7 @@ impl Rig {
         let (g, report) = run_in(&ns, move || {
             common::pin_current_thread(cpu)?;
             set_idle_priority()?;
-            let ifindex = ifindex(&iface)?;
+            let ifindex = ifindex(&iface)? as u32;
             let r = g.flood(ifindex, pace);
             Ok((g, r))
         })?;
@@ -464,16 +465,6 @@ fn synproxy_syn_received(ns: &str) -> anyhow::Result<u64> {
                 .context("bad synproxy statistics line")
         })
         .sum()
-}
-
-fn ifindex(iface: &str) -> anyhow::Result<u32> {
-    let name = std::ffi::CString::new(iface)?;
-    // SAFETY: a NUL-terminated name.
-    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if i == 0 {
-        bail!("no interface {iface}");
-    }
-    Ok(i)
 }
 
 /// SCHED_IDLE for the calling thread: it runs only when nothing else wants the CPU.

@@ -116,7 +116,8 @@ impl PacketSocket {
     }
 }
 
-fn ifindex(ifname: &str) -> anyhow::Result<i32> {
+/// The index of `ifname` in the calling thread's namespace.
+pub fn ifindex(ifname: &str) -> anyhow::Result<i32> {
     let name = std::ffi::CString::new(ifname)?;
     // SAFETY: a NUL-terminated name.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;

@@ -13,7 +13,7 @@ use std::{
     },
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use super::line::{Line, LineStats, Verdict};
 
@@ -32,16 +32,6 @@ pub fn now_ns() -> u64 {
     // SAFETY: plain syscall writing into `ts`.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn ifindex(ifname: &str) -> anyhow::Result<i32> {
-    let name = std::ffi::CString::new(ifname)?;
-    // SAFETY: plain libc call on a NUL-terminated name.
-    let i = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
-    if i == 0 {
-        bail!("no interface {ifname}");
-    }
-    Ok(i)
 }
 
 fn setsockopt_int(
@@ -70,7 +60,7 @@ fn setsockopt_int(
 /// An AF_PACKET socket bound to `ifname`: receiving every frame that arrives on it (not those
 /// sent from it) when `receive`, else for sending only.
 fn packet_socket(ifname: &str, receive: bool) -> anyhow::Result<OwnedFd> {
-    let index = ifindex(ifname)?;
+    let index = crate::rawsock::ifindex(ifname)?;
     let proto = if receive {
         (libc::ETH_P_ALL as u16).to_be()
     } else {
