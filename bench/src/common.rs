@@ -257,8 +257,13 @@ pub fn set_fifo(priority: i32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps a CPU from halting when idle while it lives (its cpuidle states other than POLL
-/// disabled), and restores them when dropped.
+/// Keeps a CPU from halting when idle while it lives, and restores what it changed when
+/// dropped: its resume-latency QoS set to "n/a" (no low-power state at all), which every
+/// cpuidle governor honours, and its cpuidle states other than POLL disabled. The second alone
+/// is not enough: the `haltpoll` governor (a KVM guest's) returns its halt state without
+/// looking at `disable` when halt-polling is off (`haltpoll.guest_halt_poll_ns=0` on the
+/// machine of 2026-12-07: the states were "disabled" and both CPUs still halted ~2,000 times
+/// a second in a flood).
 ///
 /// In a VM a halted vCPU takes long to wake (here: so long that veth's fixed 256-frame ring
 /// overflowed at 1.5 M frames/s with the target's CPU half idle), where a NIC's interrupt
@@ -271,6 +276,14 @@ pub struct NoHalt {
 impl NoHalt {
     pub fn on(cpu: usize) -> Self {
         let mut restore = Vec::new();
+        let qos = PathBuf::from(format!(
+            "/sys/devices/system/cpu/cpu{cpu}/power/pm_qos_resume_latency_us"
+        ));
+        if let Ok(old) = std::fs::read_to_string(&qos)
+            && std::fs::write(&qos, "n/a").is_ok()
+        {
+            restore.push((qos, old.trim().to_string()));
+        }
         let dir = PathBuf::from(format!("/sys/devices/system/cpu/cpu{cpu}/cpuidle"));
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let state = entry.path();
