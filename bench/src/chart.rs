@@ -148,8 +148,13 @@ where
     Ok(())
 }
 
-/// An axis label in millions: no more digits than the value needs.
+/// An axis label in millions: no more digits than the value needs, and only at 1, 2 and 5
+/// of each decade (a log axis gets a tick at every digit; labelled, 0.6-0.9 ran together).
 fn millions(x: f64) -> String {
+    let mantissa = x / 10f64.powf(x.log10().floor());
+    if ![1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 0.05) {
+        return String::new();
+    }
     if x >= 1.0 {
         format!("{x:.1}")
     } else {
