@@ -273,6 +273,55 @@ pub struct NoHalt {
     restore: Vec<(PathBuf, String)>,
 }
 
+/// Machine settings the running benchmark changed, with their old values: what the interrupt
+/// handler ([`restore_on_interrupt`]) writes back if the run is stopped before its guards
+/// drop. (A stopped run left both CPUs polling for good: the next run read "n/a" as the old
+/// value.)
+static CHANGED: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn changed() -> std::sync::MutexGuard<'static, Vec<(PathBuf, String)>> {
+    CHANGED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// On SIGINT or SIGTERM: writes back the machine settings the run changed, removes the
+/// benchmark labs (their namespaces, with every XDP program on their veths) and exits with
+/// status 130. Children in the same process group (tcpfront, HAProxy, nginx, iperf3) get the
+/// terminal's SIGINT themselves and clean up their own state.
+pub fn restore_on_interrupt() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("a runtime for the signal handler")?;
+    std::thread::Builder::new()
+        .name("interrupt".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                eprintln!("\ncargo xtask bench: interrupted; restoring and removing the lab");
+                for (path, old) in changed().drain(..).rev() {
+                    let _ = std::fs::write(path, old);
+                }
+                tcpfront_tests::lab::destroy(&names().with_wan());
+                tcpfront_tests::lab::destroy(&names());
+                std::process::exit(130);
+            });
+        })
+        .context("starting the signal handler")?;
+    Ok(())
+}
+
 impl NoHalt {
     pub fn on(cpu: usize) -> Self {
         let mut restore = Vec::new();
@@ -298,6 +347,7 @@ impl NoHalt {
                 restore.push((disable, old.trim().to_string()));
             }
         }
+        changed().extend(restore.iter().cloned());
         Self { restore }
     }
 
@@ -309,8 +359,10 @@ impl NoHalt {
 
 impl Drop for NoHalt {
     fn drop(&mut self) {
+        let mut changed = changed();
         for (path, old) in &self.restore {
             let _ = std::fs::write(path, old);
+            changed.retain(|(p, _)| p != path);
         }
     }
 }

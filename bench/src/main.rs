@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 use tcpfront_bench::{
-    idle, micro, proxies::Proxy, rig::Target, synflood, throughput, upstreams, wan,
+    common, idle, micro, proxies::Proxy, rig::Target, synflood, throughput, upstreams, wan,
 };
 
 #[derive(Parser)]
@@ -246,6 +246,10 @@ fn main() -> std::process::ExitCode {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("cargo xtask bench: error: this needs root (network namespaces, XDP)");
+        return std::process::ExitCode::FAILURE;
+    }
+    if let Err(e) = common::restore_on_interrupt() {
+        eprintln!("cargo xtask bench: error: {e:#}");
         return std::process::ExitCode::FAILURE;
     }
     match run(cli) {
