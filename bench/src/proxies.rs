@@ -107,6 +107,8 @@ impl Running {
                     retransmits: e["retransmits"].as_u64().unwrap_or(0),
                     timeouts: e["timeouts"].as_u64().unwrap_or(0),
                     tail_loss_probes: e["tail_loss_probes"].as_u64().unwrap_or(0),
+                    hystart_rtt_exits: e["hystart_rtt_exits"].as_u64().unwrap_or(0),
+                    hystart_train_exits: e["hystart_train_exits"].as_u64().unwrap_or(0),
                     still_open: open - time_wait.min(open),
                 }));
             }
@@ -131,6 +133,10 @@ pub struct Recovery {
     pub retransmits: u64,
     pub timeouts: u64,
     pub tail_loss_probes: u64,
+    /// Connections whose slow start HyStart ended, on a rise of the RTT or on an ACK train
+    /// (the others left it on a loss).
+    pub hystart_rtt_exits: u64,
+    pub hystart_train_exits: u64,
     /// Connections not yet closed when read (their counts are missing).
     pub still_open: u64,
 }
@@ -142,6 +148,10 @@ impl std::ops::Sub for Recovery {
             retransmits: self.retransmits.saturating_sub(o.retransmits),
             timeouts: self.timeouts.saturating_sub(o.timeouts),
             tail_loss_probes: self.tail_loss_probes.saturating_sub(o.tail_loss_probes),
+            hystart_rtt_exits: self.hystart_rtt_exits.saturating_sub(o.hystart_rtt_exits),
+            hystart_train_exits: self
+                .hystart_train_exits
+                .saturating_sub(o.hystart_train_exits),
             still_open: self.still_open,
         }
     }

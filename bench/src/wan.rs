@@ -382,19 +382,22 @@ fn report(o: &Options, cells: &[Cell]) -> anyhow::Result<()> {
     {
         let _ = writeln!(
             t,
-            "\ntcpfront's engine per run: segments retransmitted / retransmission timeouts"
+            "\ntcpfront's engine per run: segments retransmitted / retransmission timeouts; \
+             connections whose slow start HyStart ended (on an RTT rise, on an ACK train)"
         );
         for c in cells {
             for r in &c.runs {
                 if let Some(rec) = r.tcpfront_recovery {
                     let _ = writeln!(
                         t,
-                        "  {} ms {}% {:<20} {:>6} / {}{}",
+                        "  {} ms {}% {:<20} {:>6} / {}   HyStart {} / {}{}",
                         c.rtt_ms,
                         c.loss_ppm as f64 / 1e4,
                         r.name(),
                         rec.retransmits,
                         rec.timeouts,
+                        rec.hystart_rtt_exits,
+                        rec.hystart_train_exits,
                         if rec.still_open > 0 {
                             " (a connection was still open: incomplete)"
                         } else {

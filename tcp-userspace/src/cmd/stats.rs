@@ -113,6 +113,8 @@ fn engine_fields(e: &EngineStats) -> Vec<(&'static str, u64)> {
         ("timeouts", e.timeouts),
         ("tail_loss_probes", e.tail_loss_probes),
         ("undone_reductions", e.undone_reductions),
+        ("hystart_rtt_exits", e.hystart_rtt_exits),
+        ("hystart_train_exits", e.hystart_train_exits),
         ("bad_frames", e.bad_frames),
         ("misrouted", e.misrouted),
         ("misrouted_dropped", e.misrouted_dropped),

@@ -145,6 +145,12 @@ pub struct EngineStats {
     /// a duplicate (DSACK, RFC 3708): reordering, not loss.
     #[serde(default)]
     pub undone_reductions: u64,
+    /// Connections whose slow start HyStart ended on a rise of the RTT (RFC 9406) or on an
+    /// ACK train; the others left it on a loss.
+    #[serde(default)]
+    pub hystart_rtt_exits: u64,
+    #[serde(default)]
+    pub hystart_train_exits: u64,
     /// AF_XDP frames dropped because they did not parse (bad checksum, truncated).
     pub bad_frames: u64,
     /// Frames of a flow that another queue owns, handed to that queue.
@@ -213,6 +219,8 @@ impl EngineStats {
         self.timeouts += o.timeouts;
         self.tail_loss_probes += o.tail_loss_probes;
         self.undone_reductions += o.undone_reductions;
+        self.hystart_rtt_exits += o.hystart_rtt_exits;
+        self.hystart_train_exits += o.hystart_train_exits;
         self.bad_frames += o.bad_frames;
         self.misrouted += o.misrouted;
         self.misrouted_dropped += o.misrouted_dropped;

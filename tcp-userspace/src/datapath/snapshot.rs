@@ -43,6 +43,8 @@ impl Queue {
             timeouts: c.timeouts,
             tail_loss_probes: c.tail_loss_probes,
             undone_reductions: c.undone_reductions,
+            hystart_rtt_exits: c.hystart_rtt_exits,
+            hystart_train_exits: c.hystart_train_exits,
             bad_frames: self.stats.bad_frames,
             misrouted: self.stats.misrouted,
             misrouted_dropped: self.stats.misrouted_dropped,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{
-    hystart::{HyStart, RoundVerdict},
+    hystart::{HyStart, RoundVerdict, SlowStartExit},
     time::Instant,
 };
 
@@ -57,6 +57,8 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     fn on_round_end(&mut self);
     /// A copy of the whole state, to restore if a reduction proves spurious (undo.rs).
     fn boxed_clone(&self) -> Box<dyn CongestionControl>;
+    /// Why HyStart ended slow start, if it did.
+    fn slow_start_exit(&self) -> Option<SlowStartExit>;
 }
 
 /// Slow-start growth for `acked` bytes: RFC 3465 byte counting with L = 2·SMSS, then
@@ -97,14 +99,21 @@ impl CongestionControl for NewReno {
         Box::new(self.clone())
     }
 
+    fn slow_start_exit(&self) -> Option<SlowStartExit> {
+        self.hystart.exit()
+    }
+
     fn window(&self) -> usize {
         self.cwnd
     }
 
-    fn on_ack(&mut self, acked: usize, mss: usize, _now: Instant, _srtt: Option<Duration>) {
+    fn on_ack(&mut self, acked: usize, mss: usize, now: Instant, _srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
             // Slow start, RFC 5681 §3.1.
             self.cwnd += slow_start_growth(&self.hystart, acked, mss);
+            if self.hystart.on_ack(now, self.cwnd / mss) == RoundVerdict::EnterAvoidance {
+                self.ssthresh = self.cwnd;
+            }
         } else {
             // Congestion avoidance: about one MSS per RTT.
             self.acked_in_ca += acked;
@@ -229,6 +238,10 @@ impl CongestionControl for Cubic {
         Box::new(self.clone())
     }
 
+    fn slow_start_exit(&self) -> Option<SlowStartExit> {
+        self.hystart.exit()
+    }
+
     fn window(&self) -> usize {
         self.cwnd
     }
@@ -236,6 +249,9 @@ impl CongestionControl for Cubic {
     fn on_ack(&mut self, acked: usize, mss: usize, now: Instant, srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
             self.cwnd += slow_start_growth(&self.hystart, acked, mss);
+            if self.hystart.on_ack(now, self.cwnd / mss) == RoundVerdict::EnterAvoidance {
+                self.ssthresh = self.cwnd;
+            }
             return;
         }
         let m = mss as f64;

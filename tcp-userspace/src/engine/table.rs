@@ -11,6 +11,7 @@ use foldhash::fast::RandomState;
 
 use super::{
     config::EngineConfig,
+    hystart::SlowStartExit,
     isn::IsnGenerator,
     tcb::{CookieHandshake, Event, OutPayload, OutSegment, State, Tcb},
     time::Instant,
@@ -69,6 +70,10 @@ pub struct EngineCounters {
     pub tail_loss_probes: u64,
     /// Window reductions those connections undid (DSACK, RFC 3708).
     pub undone_reductions: u64,
+    /// Those connections whose slow start HyStart ended: on a rise of the RTT (RFC 9406),
+    /// on an ACK train (hystart.rs). The rest left it on a loss, or never filled the path.
+    pub hystart_rtt_exits: u64,
+    pub hystart_train_exits: u64,
 }
 
 struct Entry {
@@ -494,6 +499,11 @@ impl Engine {
             self.counters.timeouts += e.tcb.stats.timeouts;
             self.counters.tail_loss_probes += e.tcb.stats.tail_loss_probes;
             self.counters.undone_reductions += e.tcb.stats.undone_reductions;
+            match e.tcb.slow_start_exit() {
+                Some(SlowStartExit::RttRise) => self.counters.hystart_rtt_exits += 1,
+                Some(SlowStartExit::AckTrain) => self.counters.hystart_train_exits += 1,
+                None => {}
+            }
         }
         if closing {
             self.counters.closed += 1;

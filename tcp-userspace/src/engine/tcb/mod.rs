@@ -846,6 +846,10 @@ impl Tcb {
     pub fn cwnd(&self) -> usize {
         self.cc.window()
     }
+    /// Why HyStart ended slow start, if it did (hystart.rs).
+    pub fn slow_start_exit(&self) -> Option<crate::engine::hystart::SlowStartExit> {
+        self.cc.slow_start_exit()
+    }
     pub fn age(&self, now: Instant) -> Duration {
         now - self.created
     }
