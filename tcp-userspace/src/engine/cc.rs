@@ -61,10 +61,21 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     fn slow_start_exit(&self) -> Option<SlowStartExit>;
 }
 
-/// Slow-start growth for `acked` bytes: RFC 3465 byte counting with L = 2·SMSS, then
-/// HyStart++'s share (all of it, or a quarter in Conservative Slow Start).
-fn slow_start_growth(hystart: &HyStart, acked: usize, mss: usize) -> usize {
-    hystart.growth(acked.min(2 * mss)).max(1)
+/// A slow-start ACK of `acked` bytes, for every controller: RFC 3465 byte counting with
+/// L = 2·SMSS, then HyStart++'s share of it (all, or a quarter in Conservative Slow Start);
+/// and if HyStart's ACK train says the path is full, ssthresh = cwnd (congestion avoidance).
+fn slow_start_ack(
+    hystart: &mut HyStart,
+    cwnd: &mut usize,
+    ssthresh: &mut usize,
+    acked: usize,
+    mss: usize,
+    now: Instant,
+) {
+    *cwnd += hystart.growth(acked.min(2 * mss)).max(1);
+    if hystart.on_ack(now, *cwnd / mss) == RoundVerdict::EnterAvoidance {
+        *ssthresh = *cwnd;
+    }
 }
 
 /// RFC 6582 §3.2 (5), for every controller's fast recovery: deflate the window by the amount
@@ -110,10 +121,14 @@ impl CongestionControl for NewReno {
     fn on_ack(&mut self, acked: usize, mss: usize, now: Instant, _srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
             // Slow start, RFC 5681 §3.1.
-            self.cwnd += slow_start_growth(&self.hystart, acked, mss);
-            if self.hystart.on_ack(now, self.cwnd / mss) == RoundVerdict::EnterAvoidance {
-                self.ssthresh = self.cwnd;
-            }
+            slow_start_ack(
+                &mut self.hystart,
+                &mut self.cwnd,
+                &mut self.ssthresh,
+                acked,
+                mss,
+                now,
+            );
         } else {
             // Congestion avoidance: about one MSS per RTT.
             self.acked_in_ca += acked;
@@ -248,10 +263,14 @@ impl CongestionControl for Cubic {
 
     fn on_ack(&mut self, acked: usize, mss: usize, now: Instant, srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
-            self.cwnd += slow_start_growth(&self.hystart, acked, mss);
-            if self.hystart.on_ack(now, self.cwnd / mss) == RoundVerdict::EnterAvoidance {
-                self.ssthresh = self.cwnd;
-            }
+            slow_start_ack(
+                &mut self.hystart,
+                &mut self.cwnd,
+                &mut self.ssthresh,
+                acked,
+                mss,
+                now,
+            );
             return;
         }
         let m = mss as f64;

@@ -11,10 +11,11 @@
 //! bandwidth-delay product: the round that takes the window from one BDP to two sees no queue
 //! in its first samples, and the next one overflows the queue (the WAN bench's 500 Mbit/s
 //! downloads at 80 ms lost 2,900-6,800 segments, the kernel's CUBIC about a thousand by the
-//! emulator's drop count). So, as Linux's CUBIC does (HyStart's ACK train, Ha and Rhee 2008), slow start
-//! also ends when the ACKs of one round keep coming, each within `ACK_TRAIN_GAP` of the last,
-//! for longer than `ACK_TRAIN_SHARE` quarters of the minimum RTT: a round's data took that
-//! long to drain through the bottleneck, so the window has reached the path's capacity.
+//! emulator's drop count). So, as Linux's CUBIC does (HyStart's ACK train, Ha and Rhee
+//! 2008), slow start also ends when the ACKs of one round keep coming, each within
+//! `ACK_TRAIN_GAP` of the last, for longer than `ACK_TRAIN_SHARE` quarters of the minimum
+//! RTT: a round's data took that long to drain through the bottleneck, so the window has
+//! reached the path's capacity.
 
 use std::time::Duration;
 
