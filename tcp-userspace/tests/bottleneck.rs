@@ -230,8 +230,9 @@ fn report(what: &str, o: &Outcome, rate_mbit: u64) {
 
 #[test]
 fn slow_start_overshoot_into_a_one_bdp_queue_recovers_and_fills_the_path() {
-    for (rate, rtt) in [(1000, 20), (200, 80)] {
-        let o = bulk(rate, rtt, 8);
+    // Long enough for CUBIC's growth after slow start to reach the queue's limit once.
+    for (rate, rtt, secs) in [(1000, 20, 8), (200, 80, 30)] {
+        let o = bulk(rate, rtt, secs);
         report(&format!("{rate} Mbit/s, {rtt} ms"), &o, rate);
         assert!(o.dropped > 0, "the window never reached the queue's limit");
         // Fewer drops than the queue holds: no slow-start overshoot (4,806 and 4,993 drops

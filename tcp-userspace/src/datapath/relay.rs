@@ -223,6 +223,7 @@ impl Open {
             if a.is_empty() {
                 break; // backpressure: the data waits in the upstream socket
             }
+            let spare = a.len() + b.len();
             let r = self
                 .stream
                 .read_vectored(&mut [IoSliceMut::new(a), IoSliceMut::new(b)]);
@@ -232,8 +233,12 @@ impl Open {
                     self.eof = true;
                     tcb.close(now);
                 }
-                Ok(n) => tcb.send_commit(n, now),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.readable = false,
+                // A read that filled the room: more is waiting upstream (MSG_MORE).
+                Ok(n) => tcb.send_commit(n, n == spare, now),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    tcb.send_push(now);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::debug!("upstream read failed: {e}");

@@ -207,6 +207,10 @@ pub struct Tcb {
     pub(crate) snd_buf_seq: SeqNum,
     /// The application closed its sending side.
     pub(crate) close_requested: bool,
+    /// The application has more to queue as soon as there is room (the relay's last read
+    /// filled the send buffer): a last segment shorter than the MSS waits for it while data
+    /// is in flight (as MSG_MORE; output.rs).
+    pub(crate) snd_more: bool,
     /// Our FIN's sequence number, once sent.
     pub(crate) fin_seq: Option<SeqNum>,
 
@@ -343,6 +347,7 @@ impl Tcb {
             snd_buf: ByteRing::new(cfg.send_buffer),
             snd_buf_seq: iss + 1u32,
             close_requested: false,
+            snd_more: false,
             fin_seq: None,
             irs: SeqNum(0),
             rcv_nxt: SeqNum(0),
@@ -562,6 +567,7 @@ impl Tcb {
         if !self.can_send() {
             return 0;
         }
+        self.snd_more = false;
         let n = self.snd_buf.extend(data);
         if self.state.synchronized() {
             self.output(now);
@@ -577,13 +583,24 @@ impl Tcb {
         self.snd_buf.spare_mut(want)
     }
 
-    /// Queues the `n` bytes written into what `send_spare` gave.
-    pub fn send_commit(&mut self, n: usize, now: Instant) {
+    /// Queues the `n` bytes written into what `send_spare` gave. `more`: the application has
+    /// more as soon as there is room (its read filled the space), so a short last segment
+    /// may wait for it; [`Tcb::send_push`] says when nothing more is coming.
+    pub fn send_commit(&mut self, n: usize, more: bool, now: Instant) {
         if n == 0 {
             return;
         }
+        self.snd_more = more;
         self.snd_buf.commit(n);
         if self.state.synchronized() {
+            self.output(now);
+        }
+    }
+
+    /// The application has nothing more for now: a short last segment that waited for more
+    /// goes.
+    pub fn send_push(&mut self, now: Instant) {
+        if std::mem::take(&mut self.snd_more) && self.state.synchronized() {
             self.output(now);
         }
     }

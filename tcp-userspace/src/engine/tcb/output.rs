@@ -208,9 +208,20 @@ impl Tcb {
                 }
                 break;
             }
-            // Nagle (RFC 9293 §3.7.4): hold a runt while data is unacknowledged.
-            if self.cfg.nagle && n < self.eff_mss() && in_flight > 0 && !fin {
-                break;
+            // Sender silly-window avoidance (RFC 9293 §3.8.6.2.1): with data in flight (an
+            // ACK will come to send more), new data shorter than the MSS goes only if it is
+            // all that is queued and nothing more is coming at once (pushed: a relayed stream
+            // otherwise left a runt after every ACK's worth, a third of its segments), or if
+            // it fills half the largest window the peer offered. A window or a congestion
+            // window with less than an MSS of room waits for room. Nagle (§3.7.4), when on,
+            // also holds pushed runts.
+            if n > 0 && n < self.eff_mss() && in_flight > 0 && !fin && self.snd_nxt >= self.snd_max
+            {
+                let pushed_tail = n == unsent && !self.snd_more && !self.cfg.nagle;
+                let half_window = !self.cfg.nagle && n >= self.max_snd_wnd / 2;
+                if !pushed_tail && !half_window {
+                    break;
+                }
             }
             if n > 0 && !self.pacing_allows(n, now) {
                 break;

@@ -205,6 +205,53 @@ fn mss_segmentation() {
     assert_eq!(out[1].seq, ISS + 1 + 1400);
 }
 
+/// Writes `n` bytes through the relay's interface (`send_spare` + `send_commit`), saying
+/// whether more follows at once.
+fn relay_write(tcb: &mut Tcb, n: usize, more: bool, now: Instant) {
+    let (a, b) = tcb.send_spare(n);
+    assert!(a.len() + b.len() >= n, "room for {n}");
+    let first = a.len().min(n);
+    a[..first].fill(3);
+    b[..n - first].fill(3);
+    tcb.send_commit(n, more, now);
+}
+
+#[test]
+fn a_short_tail_waits_for_more_while_data_is_in_flight_unless_pushed() {
+    // RFC 9293 §3.8.6.2.1: a relayed stream topped up by an ACK's worth at a time would
+    // otherwise leave a runt after every top-up.
+    let mut tcb = established();
+    relay_write(&mut tcb, 3000, true, t(20));
+    let sizes: Vec<usize> = tcb
+        .take_outgoing()
+        .iter()
+        .map(|s| s.payload.len())
+        .collect();
+    assert_eq!(sizes, vec![1400, 1400], "the 200-byte tail waits for more");
+    // More comes: it joins the tail in a full segment.
+    relay_write(&mut tcb, 1300, true, t(21));
+    let sizes: Vec<usize> = tcb
+        .take_outgoing()
+        .iter()
+        .map(|s| s.payload.len())
+        .collect();
+    assert_eq!(sizes, vec![1400], "200 + 1200 of the new bytes; 100 wait");
+    // Nothing more for now (the upstream would block): the rest goes at once.
+    tcb.send_push(t(22));
+    let s = sent_one(&mut tcb);
+    assert_eq!((s.payload.len(), s.seq), (100, ISS + 1 + 4200));
+    sent_none(&mut tcb);
+    // Nothing in flight: a short write goes even with more announced (no ACK would come
+    // to send it later).
+    tcb.on_segment(&seg(ACK, IRS + 1, ISS + 1 + 4300, b""), t(30));
+    tcb.take_outgoing();
+    relay_write(&mut tcb, 10, true, t(31));
+    assert_eq!(sent_one(&mut tcb).payload.len(), 10);
+    // A pushed short write with data in flight goes too (no Nagle by default).
+    relay_write(&mut tcb, 20, false, t(32));
+    assert_eq!(sent_one(&mut tcb).payload.len(), 20);
+}
+
 #[test]
 fn out_of_order_segments_are_reassembled_with_sack() {
     let (l, r) = addrs();
